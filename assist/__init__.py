@@ -1,0 +1,1 @@
+"""Live agent assist: call sessions, suggestions, alerts and the service."""

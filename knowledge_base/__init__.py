@@ -1,0 +1,1 @@
+"""The scenario-script knowledge base: store, curation, index and search."""

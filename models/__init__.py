@@ -1,0 +1,1 @@
+"""Encoders and classifiers: the built-in models and loaders for local Hugging Face checkpoints."""

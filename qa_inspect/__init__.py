@@ -1,0 +1,1 @@
+"""Quality inspection: rules, scorecards, bulk scoring, sampling, reports and review."""

@@ -1,0 +1,1 @@
+"""Training: data generation, model training, evaluation and export."""
