@@ -1,0 +1,66 @@
+"""The model card (README.md) written beside every saved classifier: labels, data, evaluation numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from models.classifier.common import CALL_HEAD, HEADS
+
+
+def _table(evaluation: dict[str, Any]) -> list[str]:
+    lines = ["| set | metric | value |", "|---|---|---|"]
+    for set_name, metrics in evaluation.items():
+        if not isinstance(metrics, dict):
+            continue
+        for key, value in metrics.items():
+            if isinstance(value, (int, float)):
+                lines.append(f"| {set_name} | {key} | {value:.4f} |" if isinstance(value, float) else
+                             f"| {set_name} | {key} | {value} |")
+    return lines
+
+
+def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) -> None:
+    """Write README.md from the model's metadata (kefu_classifier.json)."""
+    ev = meta.get("evaluation") or {}
+    lines = [
+        "---",
+        "language: zh",
+        "library_name: transformers" if meta.get("backend") != "tfidf" else "library_name: scikit-learn",
+        "tags: [kefu, text-classification, customer-service, 95598]",
+        "---",
+        f"# kefu call classifier ({meta.get('backend', '?')})",
+        "",
+        "Service taboo speech and empathy per agent turn, complaint-risk signals per customer turn, and",
+        "call-level complaint_risk / empathy (0–1) aggregated from the turns with the call's context.",
+        "Probabilities are temperature-calibrated on a validation split of pattern-disjoint generated data.",
+        "",
+        "## Labels",
+        f"- turn outputs: {', '.join(HEADS)} (taboo/empathy apply to agent turns, risk to customer turns)",
+        f"- call context head: {CALL_HEAD}; call outputs: complaint_risk, empathy",
+        "",
+        "## Training data",
+        f"- generated data hash: `{meta.get('data_hash', '?')}` "
+        f"(pattern inventory `{meta.get('inventory_digest', '?')}`)",
+        f"- training examples: {json.dumps(meta.get('train_counts', {}), ensure_ascii=False)}",
+        f"- STC-3 train split dialogues used for the call head: {meta.get('stc3_train_used', 0)}",
+        f"- extra labelled turns: {meta.get('extra_turns', 0)}",
+        f"- training time: {meta.get('train_seconds', 0):.0f} s on {meta.get('threads', '?')} CPU threads",
+        "",
+        "## Architecture",
+        f"```json\n{json.dumps(meta.get('architecture', {}), ensure_ascii=False, indent=1)}\n```",
+        "",
+        "## Evaluation",
+        "Thresholds 0.5 on calibrated probabilities. The gold set and the STC-3 test split were never used for",
+        "training, calibration or selection.",
+        "",
+        *(_table(ev) if ev else ["(not evaluated yet: run `kefu train eval`)"]),
+        "",
+        "## Use",
+        "```python\nfrom models.classifier import load_classifier\nclf = load_classifier('PATH')\n"
+        "clf.predict_turns(['你去投诉啊'], ['agent'])\n```",
+    ]
+    if extra:
+        lines += ["", extra]
+    (directory / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

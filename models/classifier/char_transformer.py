@@ -1,0 +1,227 @@
+"""Small character-level BERT encoder with multi-task heads, saved as a Hugging Face–style directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import BertConfig, BertModel, BertPreTrainedModel
+
+from kefu.io import InputError
+from models.classifier.common import (
+    CALL_HEAD,
+    HEADS,
+    META_FILE,
+    ROLE_IDS,
+    Aggregator,
+    Calibrator,
+    TurnModelMixin,
+    default_aggregator,
+)
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+def quiet_transformers() -> None:
+    """No weight-loading/saving progress bars from transformers: kefu shows its own, silenced by --quiet."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
+class CharTokenizer:
+    """One token per character; vocab.txt is one token per line, readable by BertTokenizer."""
+
+    def __init__(self, vocab: Sequence[str]) -> None:
+        if list(vocab[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
+            raise ValueError(f"a vocabulary must start with {SPECIAL_TOKENS}, got {list(vocab[:5])}")
+        self.vocab = list(vocab)
+        self.index = {t: i for i, t in enumerate(self.vocab)}
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
+
+    @classmethod
+    def build(cls, texts: Iterable[str], min_count: int = 2, max_size: int = 6000) -> CharTokenizer:
+        counts: Counter[str] = Counter()
+        for t in texts:
+            counts.update(t)
+        chars = [c for c, n in counts.most_common(max_size) if n >= min_count and not c.isspace()]
+        return cls([*SPECIAL_TOKENS, *sorted(chars)])
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode_batch(self, texts: Sequence[str], max_length: int, segment: Sequence[int] | None = None
+                     ) -> dict[str, np.ndarray]:
+        """input_ids / attention_mask / token_type_ids, padded to the longest text (≤ max_length)."""
+        n = len(texts)
+        length = min(max_length, max((len(t) for t in texts), default=0) + 2)
+        ids = np.zeros((n, length), dtype=np.int64)
+        mask = np.zeros((n, length), dtype=np.int64)
+        for i, t in enumerate(texts):
+            toks = [self.cls_id, *(self.index.get(c, self.unk_id) for c in t[: length - 2]), self.sep_id]
+            ids[i, : len(toks)] = toks
+            mask[i, : len(toks)] = 1
+        types = np.zeros((n, length), dtype=np.int64)
+        if segment is not None:
+            types[:] = np.asarray(segment, dtype=np.int64)[:, None] * mask
+        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+    def save(self, directory: Path) -> None:
+        (directory / "vocab.txt").write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
+        tok_cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "tokenize_chinese_chars": True,
+                   "kefu_tokenizer": "char", "model_max_length": 512}
+        (directory / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, directory: Path) -> CharTokenizer:
+        path = directory / "vocab.txt"
+        if not path.exists():
+            raise InputError(f"{path}: missing (a char-transformer model needs its vocabulary)")
+        return cls([line for line in path.read_text(encoding="utf-8").split("\n") if line])
+
+
+class HFTokenizerAdapter:
+    """The same encode_batch over a Hugging Face tokenizer (for --base-model checkpoints)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+        self.vocab = tokenizer.get_vocab()
+
+    def __len__(self) -> int:
+        return len(self.tok)
+
+    def encode_batch(self, texts: Sequence[str], max_length: int, segment: Sequence[int] | None = None
+                     ) -> dict[str, np.ndarray]:
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        mask = enc["attention_mask"].astype(np.int64)
+        types = np.zeros_like(mask)
+        if segment is not None:
+            types[:] = np.asarray(segment, dtype=np.int64)[:, None] * mask
+        return {"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": mask, "token_type_ids": types}
+
+    def save(self, directory: Path) -> None:
+        self.tok.save_pretrained(str(directory))
+
+
+class KefuBertClassifier(BertPreTrainedModel):
+    """BertModel encoder (weights under `bert.`, so BertForMaskedLM can load them) + one linear head per output.
+
+    Turn inputs carry the role in token_type_ids (0 agent, 1 customer); the call head reads a call's context.
+    """
+
+    def __init__(self, config: BertConfig) -> None:
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.turn_head = nn.Linear(config.hidden_size, len(HEADS))
+        self.call_head = nn.Linear(config.hidden_size, 1)
+        self.post_init()
+
+    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+               ) -> torch.Tensor:
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
+        # Mean over real tokens plus the [CLS] vector: mean pooling learns faster from scratch.
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return self.dropout(mean + hidden[:, 0])
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+                ) -> torch.Tensor:
+        """(batch, 4) logits: taboo, empathy, risk, call_risk (all heads read the same pooled vector)."""
+        h = self.pooled(input_ids, attention_mask, token_type_ids)
+        return torch.cat([self.turn_head(h), self.call_head(h)], dim=-1)
+
+
+def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130
+                 ) -> BertConfig:
+    """The default from-scratch encoder: a few layers over characters."""
+    if hidden % heads:
+        raise ValueError(f"hidden size must be a multiple of the head count, got {hidden} and {heads}")
+    return BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=max_len,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        pad_token_id=0,
+    )
+
+
+class TransformerClassifier(TurnModelMixin):
+    """CallClassifier over a KefuBertClassifier in torch (eager), with calibration and call aggregation."""
+
+    def __init__(self, model: KefuBertClassifier, tokenizer: CharTokenizer | HFTokenizerAdapter,
+                 meta: dict[str, Any], name: str = "char-transformer", batch_size: int = 128) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.name = name
+        self.batch_size = batch_size
+        self.max_len = int(meta.get("max_turn_length", 128))
+        self.max_call_len = int(meta.get("max_call_length", 256))
+        self.calibrator = Calibrator(dict(meta.get("temperatures", {})))
+        self.aggregator = Aggregator.from_dict(meta["aggregator"]) if meta.get("aggregator") else default_aggregator()
+
+    def _run(self, texts: Sequence[str], segments: Sequence[int], max_len: int) -> np.ndarray:
+        out = []
+        # Sorting by length keeps padding small inside each batch.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        with torch.inference_mode():
+            for s in range(0, len(texts), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                enc = self.tokenizer.encode_batch([texts[i] for i in idx], max_len, [segments[i] for i in idx])
+                logits = self.model(**{k: torch.from_numpy(v) for k, v in enc.items()})
+                out.append((idx, logits.float().numpy()))
+        result = np.zeros((len(texts), len(HEADS) + 1), dtype=np.float64)
+        for idx, logits in out:
+            result[idx] = logits
+        return result
+
+    def _logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:
+        return self._run(texts, [ROLE_IDS[r] for r in roles], self.max_len)[:, : len(HEADS)]
+
+    def _call_logits(self, contexts: Sequence[str]) -> np.ndarray:
+        return self._run(contexts, [1] * len(contexts), self.max_call_len)[:, len(HEADS)]
+
+    def save(self, directory: str | Path, card: str | None = None) -> Path:
+        from models.classifier.card import write_card
+
+        quiet_transformers()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.config.kefu = {"backend": self.meta.get("backend", "char_transformer"), "heads": [*HEADS, CALL_HEAD]}
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+        self.tokenizer.save(directory)
+        (directory / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        write_card(directory, self.meta, card)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, batch_size: int = 128) -> TransformerClassifier:
+        quiet_transformers()
+        directory = Path(directory)
+        meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
+        model = KefuBertClassifier.from_pretrained(str(directory))
+        tok_cfg_path = directory / "tokenizer_config.json"
+        tok_cfg = json.loads(tok_cfg_path.read_text(encoding="utf-8")) if tok_cfg_path.exists() else {}
+        if tok_cfg.get("kefu_tokenizer") == "char":
+            tokenizer: CharTokenizer | HFTokenizerAdapter = CharTokenizer.load(directory)
+        else:
+            from transformers import AutoTokenizer
+
+            tokenizer = HFTokenizerAdapter(AutoTokenizer.from_pretrained(str(directory)))
+        name = "char-transformer" if meta.get("backend") == "char_transformer" else "bert-finetuned"
+        return cls(model, tokenizer, meta, name=name, batch_size=batch_size)

@@ -1,0 +1,218 @@
+"""Shared pieces of every classifier backend: labels, text preparation, calibration and call aggregation."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from kefu.schemas import Transcript, normalize_role
+from kefu.text import normalize
+from models.classifier_base import TURN_LABELS, CallScores
+
+# Output columns of every turn model, in this order; the call head reads a whole call's context.
+HEADS: tuple[str, ...] = ("taboo", "empathy", "risk")
+CALL_HEAD = "call_risk"
+ROLE_IDS: dict[str, int] = {"agent": 0, "customer": 1}
+META_FILE = "kefu_classifier.json"
+
+
+def prepare(text: str) -> str:
+    """Model input text: the project's matching normalisation (width, simplified, no punctuation or fillers)."""
+    return normalize(text)
+
+
+def check_roles(texts: Sequence[str], roles: Sequence[str]) -> list[str]:
+    """Canonical roles, with a clear error for a length mismatch or an unknown role."""
+    if len(texts) != len(roles):
+        raise ValueError(f"texts and roles must have the same length, got {len(texts)} and {len(roles)}")
+    out = []
+    for i, r in enumerate(roles):
+        role = normalize_role(r)
+        if role is None:
+            raise ValueError(f"roles[{i}] must be agent or customer, got {r!r}")
+        out.append(role)
+    return out
+
+
+def call_context(turns: Sequence[tuple[str, str]], max_chars: int = 128) -> str:
+    """The text the call head reads: customer turns joined, head and tail kept when too long."""
+    text = "|".join(prepare(t) for r, t in turns if r == "customer")
+    if len(text) <= max_chars:
+        return text
+    half = max_chars // 2
+    return text[:half] + text[-half:]
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
+
+
+@dataclass
+class Calibrator:
+    """Temperature scaling per output, fitted on a validation split (never the test split)."""
+
+    temperatures: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def fit_one(logits: np.ndarray, labels: np.ndarray) -> float:
+        """The temperature that minimises the log loss of sigmoid(logit / T) (grid then refine)."""
+        if len(logits) == 0 or len(set(labels.tolist())) < 2:
+            return 1.0
+
+        def nll(t: float) -> float:
+            p = np.clip(sigmoid(logits / t), 1e-7, 1 - 1e-7)
+            return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+        grid = np.exp(np.linspace(math.log(0.2), math.log(20), 60))
+        best = min(grid, key=nll)
+        fine = np.exp(np.linspace(math.log(best / 1.15), math.log(best * 1.15), 30))
+        return float(min(fine, key=nll))
+
+    def apply(self, name: str, logits: np.ndarray) -> np.ndarray:
+        return sigmoid(np.asarray(logits, dtype=np.float64) / self.temperatures.get(name, 1.0))
+
+    def to_dict(self) -> dict[str, float]:
+        return dict(self.temperatures)
+
+
+AGG_FEATURES: tuple[str, ...] = (
+    "risk_max",
+    "risk_mean",
+    "risk_last",
+    "risk_last2",
+    "risk_share",
+    "taboo_max",
+    "taboo_count",
+    "empathy_max",
+    "empathy_after_risk",
+    "empathy_share",
+    "call_risk",
+    "turns_log",
+)
+
+
+def call_features(turns: Sequence[dict[str, float]], roles: Sequence[str], call_risk: float) -> list[float]:
+    """Order-aware features of one call from its turn probabilities and the call head's probability."""
+    risk = [t["risk"] for t, r in zip(turns, roles, strict=True) if r == "customer"]
+    taboo = [t["taboo"] for t, r in zip(turns, roles, strict=True) if r == "agent"]
+    emp = [t["empathy"] for t, r in zip(turns, roles, strict=True) if r == "agent"]
+    first_risk = next((i for i, (t, r) in enumerate(zip(turns, roles, strict=True))
+                       if r == "customer" and t["risk"] > 0.5), None)
+    after = [t["empathy"] for i, (t, r) in enumerate(zip(turns, roles, strict=True))
+             if r == "agent" and first_risk is not None and i > first_risk]
+    return [
+        max(risk, default=0.0),
+        float(np.mean(risk)) if risk else 0.0,
+        risk[-1] if risk else 0.0,
+        max(risk[-2:], default=0.0),
+        float(np.mean([x > 0.5 for x in risk])) if risk else 0.0,
+        max(taboo, default=0.0),
+        float(sum(x > 0.5 for x in taboo)),
+        max(emp, default=0.0),
+        max(after, default=0.0),
+        float(np.mean([x > 0.5 for x in emp])) if emp else 0.0,
+        call_risk,
+        math.log1p(len(turns)),
+    ]
+
+
+@dataclass
+class Aggregator:
+    """Call-level logistic models over call_features: complaint_risk and empathy."""
+
+    weights: dict[str, list[float]] = field(default_factory=dict)  # name → coefficients + intercept last
+
+    def fit(self, features: np.ndarray, targets: dict[str, np.ndarray], c: float = 1.0) -> None:
+        from sklearn.linear_model import LogisticRegression
+
+        for name, y in targets.items():
+            if len(set(y.tolist())) < 2:
+                prior = float(np.log((y.mean() + 1e-3) / (1 - y.mean() + 1e-3)))
+                self.weights[name] = [0.0] * features.shape[1] + [prior]
+                continue
+            lr = LogisticRegression(C=c, max_iter=2000).fit(features, y)
+            self.weights[name] = [*lr.coef_[0].tolist(), float(lr.intercept_[0])]
+
+    def predict(self, name: str, features: np.ndarray) -> np.ndarray:
+        w = np.asarray(self.weights[name])
+        return sigmoid(features @ w[:-1] + w[-1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(AGG_FEATURES), "weights": self.weights}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Aggregator:
+        if list(data.get("features", [])) != list(AGG_FEATURES):
+            raise ValueError(f"aggregator features {data.get('features')} differ from this version's {AGG_FEATURES}")
+        return cls(weights={k: list(v) for k, v in data["weights"].items()})
+
+
+def default_aggregator() -> Aggregator:
+    """Hand-set weights used before an aggregator is fitted (e.g. a model mid-training)."""
+    risk = [0.0] * len(AGG_FEATURES)
+    emp = [0.0] * len(AGG_FEATURES)
+    f = AGG_FEATURES.index
+    risk[f("risk_last2")], risk[f("taboo_max")], risk[f("empathy_after_risk")], risk[f("call_risk")] = 3, 2, -2, 2
+    emp[f("taboo_max")], emp[f("empathy_max")], emp[f("risk_max")] = -4, 3, -1
+    return Aggregator({"complaint_risk": [*risk, -3.0], "empathy": [*emp, 0.5]})
+
+
+class TurnModelMixin:
+    """predict_turns / predict_calls on top of raw logits: calibration, role masking and aggregation.
+
+    A backend implements `_logits(texts, roles) -> (n, 3)` and `_call_logits(contexts) -> (n,)`.
+    """
+
+    name: str
+    calibrator: Calibrator
+    aggregator: Aggregator
+
+    def _logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _call_logits(self, contexts: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def turn_probabilities(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:
+        """(n, 3) calibrated probabilities of taboo, empathy, risk for every turn, whatever its role."""
+        roles = check_roles(texts, roles)
+        if not texts:
+            return np.zeros((0, len(HEADS)))
+        logits = self._logits([prepare(t) for t in texts], roles)
+        return np.stack([self.calibrator.apply(h, logits[:, i]) for i, h in enumerate(HEADS)], axis=1)
+
+    def predict_turns(self, texts: Sequence[str], roles: Sequence[str]) -> list[dict[str, float]]:
+        roles = check_roles(texts, roles)
+        probs = self.turn_probabilities(texts, roles)
+        return [
+            {name: float(probs[i, HEADS.index(name)]) for name in TURN_LABELS[role]} for i, role in enumerate(roles)
+        ]
+
+    def predict_calls(self, transcripts: Sequence[Transcript]) -> list[CallScores]:
+        texts: list[str] = []
+        roles: list[str] = []
+        bounds: list[tuple[int, int]] = []
+        for tr in transcripts:
+            start = len(texts)
+            texts.extend(t.text for t in tr.turns)
+            roles.extend(t.role for t in tr.turns)
+            bounds.append((start, len(texts)))
+        turn_scores = self.predict_turns(texts, roles)
+        contexts = [call_context([(t.role, t.text) for t in tr.turns]) for tr in transcripts]
+        call_risk = self.calibrator.apply(CALL_HEAD, self._call_logits(contexts)) if contexts else np.zeros(0)
+        out: list[CallScores] = []
+        feats = [
+            call_features(turn_scores[a:b], roles[a:b], float(call_risk[k])) for k, (a, b) in enumerate(bounds)
+        ]
+        if not feats:
+            return out
+        x = np.asarray(feats)
+        risk = self.aggregator.predict("complaint_risk", x)
+        emp = self.aggregator.predict("empathy", x)
+        for k, (a, b) in enumerate(bounds):
+            out.append(CallScores(float(risk[k]), float(emp[k]), turn_scores[a:b]))
+        return out

@@ -1,0 +1,194 @@
+"""Classifier backends on tiny models trained in seconds: contract, round trip, ONNX, fine-tuning, pretraining."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kefu.io import KefuError
+from kefu.schemas import Transcript, Turn
+from models.classifier import load_classifier
+from models.classifier_base import CallScores
+from training.datasets import generate
+from training.fit import FitConfig, fit
+
+STC3_ROWS = [
+    {"call_id": f"stc-{i}", "split": "train" if i % 4 else "test",
+     "turns": [{"role": "customer", "text": "网速太慢了 投诉几次都没人管" if i % 2 else "谢谢 已经好了"},
+               {"role": "agent", "text": "您好 已为您反馈"}],
+     "labels": {"dissatisfied": i % 2}}
+    for i in range(40)
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny_data")
+    generate(out, n_turns=1200, n_calls=80, seed=2, quiet=True)
+    stc = out / "stc3.jsonl"
+    stc.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in STC3_ROWS), encoding="utf-8")
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw) -> FitConfig:
+    base = {"epochs": 1.0, "hidden": 32, "layers": 1, "heads": 2, "batch_size": 32, "threads": 1,
+            "time_budget_s": 30, "stc3_path": data / "stc3.jsonl", "quiet": True}
+    base.update(kw)
+    return FitConfig(data_dir=data, out=out, **base)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fit(_cfg(tiny_data, tmp_path_factory.mktemp("ct") / "model", max_turns=1500))
+
+
+@pytest.fixture(scope="session")
+def tiny_tfidf(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fit(_cfg(tiny_data, tmp_path_factory.mktemp("tfidf") / "model", backend="tfidf"))
+
+
+TEXTS = ["你去投诉啊 我不怕", "非常理解您的心情 我马上给您加急", "我要打12398投诉你们", "好的 谢谢"]
+ROLES = ["agent", "agent", "customer", "customer"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["tiny_transformer", "tiny_tfidf"])
+def test_backends_follow_the_call_classifier_contract(which: str, request: pytest.FixtureRequest) -> None:
+    clf = load_classifier(request.getfixturevalue(which), runtime="torch")
+    turns = clf.predict_turns(TEXTS, ROLES)
+    assert [set(t) for t in turns] == [{"taboo", "empathy"}, {"taboo", "empathy"}, {"risk"}, {"risk"}]
+    assert all(0.0 <= v <= 1.0 for t in turns for v in t.values())
+    call = Transcript("c1", [Turn("agent", "您好 95598"), Turn("customer", "我家停电了"), Turn("agent", "马上派人")])
+    scores = clf.predict_calls([call, call])
+    assert isinstance(scores[0], CallScores) and len(scores) == 2
+    assert 0.0 <= scores[0].complaint_risk <= 1.0 and 0.0 <= scores[0].empathy <= 1.0
+    assert len(scores[0].turns) == 3 and set(scores[0].turns[1]) == {"risk"}
+    assert clf.predict_turns([], []) == [] and clf.predict_calls([]) == []
+    with pytest.raises(ValueError, match="roles\\[0\\] must be agent or customer"):
+        clf.predict_turns(["x"], ["boss"])
+
+
+@pytest.mark.slow
+def test_saved_directory_is_hugging_face_style_and_round_trips(tiny_transformer: Path) -> None:
+    from transformers import BertForMaskedLM
+
+    for name in ("config.json", "model.safetensors", "vocab.txt", "README.md", "kefu_classifier.json"):
+        assert (tiny_transformer / name).exists(), name
+    card = (tiny_transformer / "README.md").read_text(encoding="utf-8")
+    assert "taboo" in card and "data hash" in card
+    # The encoder loads as a BertForMaskedLM (the heads are simply left out).
+    mlm = BertForMaskedLM.from_pretrained(str(tiny_transformer))
+    assert mlm.config.hidden_size == 32
+    a = load_classifier(tiny_transformer, runtime="torch").predict_turns(TEXTS, ROLES)
+    b = load_classifier(tiny_transformer, runtime="torch").predict_turns(TEXTS, ROLES)
+    assert a == b
+
+
+@pytest.mark.slow
+def test_onnx_int8_agrees_with_torch(tiny_transformer: Path, tiny_data: Path) -> None:
+    from training.export import export_and_check
+
+    report = export_and_check(tiny_transformer, tiny_data / "turns_test.jsonl", tolerance=0.01)
+    assert report["int8_max_abs_diff"] <= 0.01
+    clf = load_classifier(tiny_transformer)  # auto: onnx when exported
+    assert "onnx" in clf.name
+    torch_clf = load_classifier(tiny_transformer, runtime="torch")
+    calls = [Transcript("c", [Turn("customer", t) if r == "customer" else Turn("agent", t)
+                              for t, r in zip(TEXTS, ROLES, strict=True)])]
+    assert abs(clf.predict_calls(calls)[0].complaint_risk - torch_clf.predict_calls(calls)[0].complaint_risk) < 0.02
+
+
+@pytest.mark.slow
+def test_extra_labelled_turns_are_learned(tiny_data: Path, tmp_path: Path) -> None:
+    phrase = "您这情况嘛咱们爱莫能助"
+    extra = tmp_path / "reviewed.jsonl"
+    extra.write_text(
+        "".join(json.dumps({"role": "agent", "text": phrase, "labels": {"taboo": 1, "empathy": 0}},
+                           ensure_ascii=False) + "\n" for _ in range(20)),
+        encoding="utf-8",
+    )
+    without = load_classifier(fit(_cfg(tiny_data, tmp_path / "a", backend="tfidf", use_stc3=False)))
+    with_extra = load_classifier(fit(_cfg(tiny_data, tmp_path / "b", backend="tfidf", use_stc3=False, extra=[extra])))
+    p0 = without.predict_turns([phrase], ["agent"])[0]["taboo"]
+    p1 = with_extra.predict_turns([phrase], ["agent"])[0]["taboo"]
+    assert p1 > p0 + 0.2
+    meta = json.loads((tmp_path / "b" / "kefu_classifier.json").read_text(encoding="utf-8"))
+    assert meta["extra_turns"] == 20
+
+
+@pytest.mark.slow
+def test_fine_tunes_a_local_bert_checkpoint(tiny_data: Path, tmp_path: Path) -> None:
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    base = tmp_path / "tiny-bert"
+    base.mkdir()
+    chars = sorted({c for line in (tiny_data / "turns_train.jsonl").read_text(encoding="utf-8") for c in line
+                    if "\u4e00" <= c <= "\u9fff"})
+    (base / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]) + "\n",
+                                    encoding="utf-8")
+    BertTokenizer(str(base / "vocab.txt")).save_pretrained(str(base))
+    config = BertConfig(vocab_size=5 + len(chars), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160)
+    BertModel(config).save_pretrained(str(base))
+    out = fit(_cfg(tiny_data, tmp_path / "ft", base_model=base, max_turns=600, lr=1e-3))
+    meta = json.loads((out / "kefu_classifier.json").read_text(encoding="utf-8"))
+    assert meta["backend"] == "hf_finetune"
+    clf = load_classifier(out, runtime="torch")
+    assert clf.name == "bert-finetuned"
+    assert set(clf.predict_turns(["你自己看着办"], ["agent"])[0]) == {"taboo", "empathy"}
+
+
+@pytest.mark.slow
+def test_pretrain_then_fine_tune(tiny_data: Path, tmp_path: Path) -> None:
+    from transformers import BertForMaskedLM
+
+    from training.pretrain import pretrain
+
+    transcripts = tmp_path / "calls.txt"
+    transcripts.write_text("坐席：您好 国家电网 请问有什么可以帮您\n客户：我家停电了 什么时候来电\n", encoding="utf-8")
+    out = pretrain([tiny_data / "calls_train.jsonl", transcripts], tmp_path / "pre", hidden=32, layers=1, heads=2,
+                   epochs=0.2, threads=1, quiet=True)
+    assert BertForMaskedLM.from_pretrained(str(out)).config.hidden_size == 32
+    model = fit(_cfg(tiny_data, tmp_path / "ft", base_model=out, max_turns=600))
+    assert load_classifier(model, runtime="torch").predict_turns(["好的"], ["customer"])[0]["risk"] >= 0
+
+
+@pytest.mark.slow
+def test_evaluation_reports_lexicon_split_and_curves(tiny_tfidf: Path, tiny_data: Path, tmp_path: Path) -> None:
+    from training.evaluate import evaluate
+
+    results = evaluate(load_classifier(tiny_tfidf), tiny_data, tmp_path, stc3_path=tiny_data / "stc3.jsonl")
+    synth = results["synthetic_test"]
+    for key in ("taboo_f1", "taboo_in_lexicon_f1", "taboo_not_in_lexicon_f1", "empathy_f1", "complaint_risk_auc"):
+        assert key in synth
+    assert synth["taboo_confusion"][0][0] + synth["taboo_confusion"][1][1] > 0
+    assert results["stc3_test"]["dialogues"] == 10
+    assert (tmp_path / "eval.md").exists() and (tmp_path / "eval.json").exists()
+    pytest.importorskip("matplotlib")
+    assert (tmp_path / "pr_synthetic_test.png").exists()
+
+
+def test_load_classifier_rejects_a_non_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(KefuError, match="not a kefu classifier directory"):
+        load_classifier(tmp_path)
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        load_classifier(tmp_path, runtime="gpu")  # type: ignore[arg-type]
+
+
+def test_calibrator_and_aggregator_basics() -> None:
+    from models.classifier.common import AGG_FEATURES, Aggregator, Calibrator
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    logits = ((y * 2 - 1) * 1.0 + rng.normal(0, 1, 500)) * 8.0  # eight times too confident
+    t = Calibrator.fit_one(logits, y.astype(float))
+    assert t > 3
+    agg = Aggregator()
+    x = rng.random((50, len(AGG_FEATURES)))
+    agg.fit(x, {"complaint_risk": (x[:, 0] > 0.5).astype(int)})
+    assert Aggregator.from_dict(agg.to_dict()).weights == agg.weights
+    with pytest.raises(ValueError, match="aggregator features"):
+        Aggregator.from_dict({"features": ["x"], "weights": {}})

@@ -1,0 +1,140 @@
+"""The dialogue generator and datasets: pattern-disjoint splits, balance, noise, hard negatives, loaders."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from kefu.io import InputError
+from training.datasets import generate, in_lexicon, load_stc3, read_calls, read_turns
+from training.generator import (
+    TurnSample,
+    add_asr_noise,
+    call_labels,
+    expand,
+    load_inventory,
+    split_patterns,
+)
+
+
+@pytest.fixture(scope="module")
+def inventory():
+    return load_inventory()
+
+
+@pytest.fixture(scope="module")
+def small_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gen")
+    generate(out, n_turns=800, n_calls=60, seed=5, quiet=True)
+    return out
+
+
+def test_inventory_has_many_patterns_per_label_family(inventory) -> None:
+    counts = Counter(p.family for p in inventory.patterns)
+    # The issue's bar: at least 300 distinct patterns per label family.
+    assert counts["taboo"] >= 300 and counts["empathy"] >= 300 and counts["risk"] >= 300
+    # Every taboo category of the issue is covered.
+    groups = {p.group for p in inventory.patterns if p.family == "taboo"}
+    assert {"推诿", "不耐烦", "指责", "轻视", "挑衅", "生硬拒绝"} <= groups
+
+
+def test_expansion_leaves_no_template_syntax(inventory) -> None:
+    rng = random.Random(0)
+    for p in inventory.patterns:
+        text = expand(p.template, rng, inventory.slots)
+        assert not re.search(r"[()<>|]", text), (p.source, text)
+
+
+def test_split_is_by_pattern_and_stable(inventory) -> None:
+    a = split_patterns(inventory, seed=3)
+    assert a == split_patterns(inventory, seed=3)
+    assert set(a.values()) == {"train", "val", "test"}
+    # Every taboo category has wording that only the test split sees.
+    test_groups = {p.group for p in inventory.patterns if p.family == "taboo" and a[p.id] == "test"}
+    assert {"推诿", "不耐烦", "指责", "轻视", "挑衅", "生硬拒绝"} <= test_groups
+
+
+def test_generated_test_turns_use_only_test_patterns(small_data: Path) -> None:
+    manifest = json.loads((small_data / "manifest.json").read_text(encoding="utf-8"))
+    split_of = manifest["pattern_split"]
+    for split in ("train", "test"):
+        for t in read_turns(small_data / f"turns_{split}.jsonl"):
+            if t.pattern in split_of:
+                assert split_of[t.pattern] == split
+    train = {t.pattern for t in read_turns(small_data / "turns_train.jsonl")}
+    test = {t.pattern for t in read_turns(small_data / "turns_test.jsonl")}
+    assert not (train & test) - {"kb"}
+
+
+def test_labels_are_balanced_and_hard_negatives_present(small_data: Path) -> None:
+    rows = [json.loads(line) for line in (small_data / "turns_train.jsonl").read_text(encoding="utf-8").splitlines()]
+    agent = [r for r in rows if r["role"] == "agent"]
+    customer = [r for r in rows if r["role"] == "customer"]
+    taboo = sum(r["labels"].get("taboo", 0) for r in agent) / len(agent)
+    empathy = sum(r["labels"].get("empathy", 0) for r in agent) / len(agent)
+    risk = sum(r["labels"]["risk"] for r in customer) / len(customer)
+    assert 0.15 < taboo < 0.45 and 0.15 < empathy < 0.45 and 0.3 < risk < 0.6
+    hard = [r for r in rows if r["family"] == "hard_negative"]
+    assert hard and all(r["labels"].get("taboo", 0) == 0 and r["labels"].get("risk", 0) == 0 for r in hard)
+    # Polite sentences that contain listed taboo words are among the negatives.
+    assert any(in_lexicon(r["text"]) for r in hard if r["role"] == "agent")
+
+
+def test_calls_have_consistent_turn_and_call_labels(small_data: Path) -> None:
+    calls = read_calls(small_data / "calls_train.jsonl")
+    plans = Counter(c["plan"] for c in calls)
+    assert len(plans) >= 5
+    for c in calls:
+        assert set(c["labels"]) == {"complaint_risk", "empathy", "taboo"}
+        assert c["turns"][0]["role"] == "agent"
+
+
+def test_call_label_rules() -> None:
+    def t(role: str, **labels: int) -> TurnSample:
+        return TurnSample(role, "x", labels, "p", "f", "g")
+
+    calmed = [t("customer", risk=1), t("agent", taboo=0, empathy=1), t("customer", risk=0)]
+    assert call_labels(calmed) == {"complaint_risk": 0, "empathy": 1, "taboo": 0}
+    provoked = [t("customer", risk=1), t("agent", taboo=1, empathy=0), t("customer", risk=1)]
+    assert call_labels(provoked) == {"complaint_risk": 1, "empathy": 0, "taboo": 1}
+    ignored = [t("customer", risk=1), t("agent", taboo=0, empathy=0), t("customer", risk=0)]
+    assert call_labels(ignored)["complaint_risk"] == 1
+
+
+def test_asr_noise_strips_punctuation_and_adds_homophones() -> None:
+    rng = random.Random(1)
+    outs = [add_asr_noise("您好，这个月电费是三百元。", rng, 1.0) for _ in range(300)]
+    assert any("，" not in o and "。" not in o for o in outs)
+    assert any("点费" in o for o in outs)
+    assert add_asr_noise("电费", rng, 0.0) == "电费"
+
+
+def test_extra_turns_reader_reports_file_and_line(tmp_path: Path) -> None:
+    good = tmp_path / "extra.jsonl"
+    good.write_text(
+        json.dumps({"role": "坐席", "text": "你自己看着办吧", "labels": {"taboo": 1}}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    turns = read_turns(good)
+    assert turns[0].role == "agent" and turns[0].labels == {"taboo": 1}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"role": "agent", "text": "好的", "labels": {"taboo": 1}}\n'
+                   '{"role": "agent", "text": "好的", "labels": {"risk": 1}}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad.jsonl:2: label 'risk' does not apply to agent"):
+        read_turns(bad)
+
+
+def test_stc3_loader_respects_split(tmp_path: Path) -> None:
+    path = tmp_path / "stc.jsonl"
+    rows = [{"call_id": f"s{i}", "split": "train" if i % 2 else "test", "turns": [{"role": "customer", "text": "差"}],
+             "labels": {"dissatisfied": i % 2}} for i in range(6)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    assert {r["split"] for r in load_stc3("train", path)} == {"train"}
+    assert len(load_stc3("test", path)) == 3
+    with pytest.raises(ValueError, match="split must be train or test"):
+        load_stc3("all", path)

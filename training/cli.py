@@ -1,0 +1,236 @@
+"""`kefu train`: generate data, fit, evaluate, export and pretrain the call classifier."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kefu.io import InputError
+from kefu.progress import state
+from kefu.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+app = typer.Typer(
+    help="Train the call classifier (taboo, empathy, complaint risk): data → fit → eval → export.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def default_data_dir() -> Path:
+    return get_settings().home / "training_data"
+
+
+def default_model_dir() -> Path:
+    return get_settings().models_dir / "classifier"
+
+
+DataOpt = Annotated[
+    Path | None, typer.Option("--data", "-d", help="Generated data folder [default: $KEFU_HOME/training_data].")
+]
+ModelOpt = Annotated[
+    Path | None, typer.Option("--model", "-m", help="Model folder [default: $KEFU_HOME/models/classifier].")
+]
+
+
+@app.command()
+def data(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder [default: $KEFU_HOME/training_data].")
+    ] = None,
+    turns: Annotated[int, typer.Option("--turns", help="Training turns (val/test get a fifth to a quarter).")] = 24000,
+    calls: Annotated[int, typer.Option("--calls", help="Training calls (val/test get a fifth to a quarter).")] = 3000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: the pattern split and the samples.")] = 13,
+    noise: Annotated[float, typer.Option("--noise", help="ASR noise level, 0 (clean) to 1 (heavy).")] = 0.5,
+) -> None:
+    """Generate labelled turns and calls from the pattern inventory, split by pattern into train/val/test.
+
+    Writes turns_{train,val,test}.jsonl, calls_{train,val,test}.jsonl and manifest.json (pattern counts,
+    the pattern → split assignment and a data hash).
+    """
+    from training.datasets import generate
+
+    if not 0 <= noise <= 1:
+        raise InputError(f"--noise must be between 0 and 1, got {noise}")
+    out = out or default_data_dir()
+    manifest = generate(out, n_turns=turns, n_calls=calls, seed=seed, noise=noise, quiet=state.quiet or None)
+    counts = {f: c["total"] for f, c in manifest["patterns"].items()}
+    typer.echo(f"wrote {out} (data hash {manifest['data_hash']}; patterns per family {counts})")
+
+
+@app.command()
+def fit(
+    data_dir: DataOpt = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Model folder to write [default: $KEFU_HOME/models/classifier]."),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option("--backend", help="char_transformer (default) or tfidf (the baseline)."),
+    ] = "char_transformer",
+    base_model: Annotated[
+        Path | None,
+        typer.Option(
+            "--base-model",
+            help="Fine-tune this local Hugging Face checkpoint (e.g. a Chinese BERT, or `kefu train pretrain` "
+            "output) instead of training from scratch.",
+        ),
+    ] = None,
+    extra: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--extra",
+            help='Extra labelled turns JSONL, one {"role", "text", "labels": {...}} per line (e.g. verdicts '
+            "reviewed by QA staff); repeatable.",
+        ),
+    ] = None,
+    extra_weight: Annotated[
+        int,
+        typer.Option("--extra-weight", help="How many times each extra turn is repeated."),
+    ] = 3,
+    epochs: Annotated[
+        float, typer.Option("--epochs", help="Passes over the training turns (the time budget may stop earlier).")
+    ] = 3.0,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Turns per step.")] = 64,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Learning rate [default: 1e-3 from scratch, 5e-5 for a base model]."),
+    ] = None,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden size of the from-scratch encoder.")] = 128,
+    layers: Annotated[int, typer.Option("--layers", help="Layers of the from-scratch encoder.")] = 2,
+    no_stc3: Annotated[
+        bool,
+        typer.Option("--no-stc3", help="Do not use the STC-3 train split for the call head."),
+    ] = False,
+    threads: Annotated[
+        int, typer.Option("--threads", help="CPU threads for torch; 0 = up to 2, fewer when the machine is busy.")
+    ] = 0,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop training after this many seconds.")] = 270.0,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 13,
+) -> None:
+    """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
+    from training.fit import FitConfig
+    from training.fit import fit as run_fit
+
+    cfg = FitConfig(
+        data_dir=data_dir or default_data_dir(),
+        out=out or (default_model_dir() if backend != "tfidf" else get_settings().models_dir / "classifier-tfidf"),
+        backend=backend,
+        base_model=base_model,
+        extra=list(extra or []),
+        extra_weight=extra_weight,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        hidden=hidden,
+        layers=layers,
+        use_stc3=not no_stc3,
+        threads=threads,
+        time_budget_s=time_budget,
+        seed=seed,
+        quiet=state.quiet or None,
+    )
+    path = run_fit(cfg)
+    typer.echo(f"saved {path}")
+
+
+@app.command("eval")
+def evaluate_cmd(
+    model: ModelOpt = None,
+    data_dir: DataOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [default: MODEL/eval].")] = None,
+    gold: Annotated[
+        Path | None,
+        typer.Option("--gold", help="Gold calls JSONL [default: training/data/gold_calls.jsonl]."),
+    ] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")] = "auto",
+    no_stc3: Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")] = False,
+    update_card: Annotated[
+        bool,
+        typer.Option("--update-card/--no-update-card", help="Write the numbers into the model card."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full results as JSON.")] = False,
+) -> None:
+    """Precision/recall/F1 per label, confusion matrices, ROC AUC, PR curves (PNG) on the held-out sets.
+
+    Sets: the pattern-disjoint synthetic test split, the hand-written gold calls, the STC-3 test split.
+    Taboo is also reported separately for wording present in and absent from the taboo lexicon.
+    """
+    from models.classifier import RUNTIMES, load_classifier
+    from training.evaluate import evaluate, headline
+
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    model = model or default_model_dir()
+    clf = load_classifier(model, runtime=runtime)  # type: ignore[arg-type]
+    out = out or model / "eval"
+    results = evaluate(clf, data_dir or default_data_dir(), out, gold=gold, stc3=not no_stc3)
+    if update_card:
+        meta_path = model / "kefu_classifier.json"
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta["evaluation"] = headline(results)
+        meta["evaluation_runtime"] = clf.name
+        meta_path.write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        from models.classifier.card import write_card
+
+        write_card(model, meta)
+    if as_json:
+        typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
+        return
+    typer.echo((out / "eval.md").read_text(encoding="utf-8"))
+
+
+@app.command()
+def export(
+    model: ModelOpt = None,
+    check: Annotated[
+        Path | None,
+        typer.Option("--check", help="Turns JSONL to compare onnx with torch on [default: the generated test split]."),
+    ] = None,
+    tolerance: Annotated[float, typer.Option("--tolerance", help="Largest allowed probability difference.")] = 0.01,
+    data_dir: DataOpt = None,
+) -> None:
+    """Export to ONNX (fp32 and dynamic int8) inside MODEL/onnx and check agreement with torch."""
+    from training.export import export_and_check
+
+    model = model or default_model_dir()
+    if check is None:
+        candidate = (data_dir or default_data_dir()) / "turns_test.jsonl"
+        check = candidate if candidate.exists() else None
+    report = export_and_check(model, check, tolerance)
+    typer.echo(json.dumps(report, indent=1))
+
+
+@app.command()
+def pretrain(
+    inputs: Annotated[list[Path], typer.Argument(help="Unlabelled transcript files (any format kefu reads).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder [default: $KEFU_HOME/models/pretrained]."),
+    ] = None,
+    base: Annotated[Path | None, typer.Option("--base", help="Continue pretraining this char encoder folder.")] = None,
+    epochs: Annotated[float, typer.Option("--epochs", help="Passes over the turns.")] = 1.0,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden size (new encoders).")] = 128,
+    layers: Annotated[int, typer.Option("--layers", help="Layers (new encoders).")] = 2,
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch.")] = 1,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop after this many seconds.")] = 600.0,
+) -> None:
+    """Masked-language-model pretraining on your own unlabelled transcripts.
+
+    The result loads with BertForMaskedLM and is used by `kefu train fit --base-model OUT`.
+    """
+    from training.pretrain import pretrain as run_pretrain
+
+    for p in inputs:
+        if not p.exists():
+            raise InputError(f"{p}: no such file")
+    path = run_pretrain(inputs, out or get_settings().models_dir / "pretrained", base=base, epochs=epochs,
+                        hidden=hidden, layers=layers, threads=threads, time_budget_s=time_budget,
+                        quiet=state.quiet or None)
+    typer.echo(f"saved {path}")

@@ -1,0 +1,385 @@
+"""Training: the multi-task transformer (from scratch or a local base model) and the TF-IDF baseline."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from kefu.io import InputError, KefuError
+from kefu.progress import progress
+from models.classifier.common import (
+    AGG_FEATURES,
+    CALL_HEAD,
+    HEADS,
+    ROLE_IDS,
+    Aggregator,
+    Calibrator,
+    call_context,
+    call_features,
+    prepare,
+)
+from training.datasets import (
+    TurnExample,
+    data_hash,
+    load_stc3,
+    read_calls,
+    read_turns,
+    turns_of_calls,
+)
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["char_transformer", "tfidf"]
+BACKENDS: tuple[str, ...] = ("char_transformer", "tfidf")
+
+
+def auto_threads(limit: int = 2) -> int:
+    """Threads for torch: up to `limit`, fewer when other jobs already keep the cores busy.
+
+    On a shared 2-core machine two torch threads competing with another process run 5–10× slower
+    than one thread (measured here), so the load average decides.
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
+    return max(1, min(limit, cores - busy))
+
+
+@dataclass
+class FitConfig:
+    """Everything `kefu train fit` can change; validated where it is built."""
+
+    data_dir: Path
+    out: Path
+    backend: str = "char_transformer"
+    base_model: Path | None = None
+    extra: list[Path] = field(default_factory=list)
+    extra_weight: int = 3
+    epochs: float = 3.0
+    batch_size: int = 64
+    call_batch_size: int = 16
+    call_every: int = 3
+    lr: float | None = None
+    hidden: int = 128
+    layers: int = 2
+    heads: int = 4
+    max_turn_length: int = 64
+    max_call_length: int = 128
+    call_turn_share: float = 0.3
+    use_stc3: bool = True
+    stc3_path: Path | None = None
+    threads: int = 0  # 0: auto (see auto_threads)
+    time_budget_s: float = 270.0
+    max_turns: int | None = None
+    seed: int = 13
+    quiet: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.base_model is not None and self.backend != "char_transformer":
+            raise InputError("--base-model fine-tunes a transformer; it cannot be combined with --backend tfidf")
+        if self.base_model is not None and not (Path(self.base_model) / "config.json").exists():
+            raise InputError(f"--base-model {self.base_model}: not a Hugging Face checkpoint folder (no config.json)")
+        if self.threads == 0:
+            self.threads = auto_threads()
+        if self.epochs <= 0 or self.batch_size < 1 or self.threads < 1 or self.time_budget_s <= 0:
+            raise InputError(
+                f"epochs, batch size, threads and time budget must be positive, got {self.epochs}, "
+                f"{self.batch_size}, {self.threads}, {self.time_budget_s}"
+            )
+        for p in self.extra:
+            if not Path(p).exists():
+                raise InputError(f"--extra {p}: no such file")
+        if not (Path(self.data_dir) / "turns_train.jsonl").exists():
+            raise InputError(f"{self.data_dir}: no generated data (turns_train.jsonl); run `kefu train data` first")
+
+
+@dataclass
+class TrainData:
+    turns: list[TurnExample]
+    calls_x: list[str]
+    calls_y: list[float]
+    val_turns: list[TurnExample]
+    val_calls: list[dict[str, Any]]
+    stc3_holdout: list[dict[str, Any]]
+    counts: dict[str, int]
+
+
+def _stc3_holdout(call_id: str) -> bool:
+    """A fifth of the STC-3 *train* split, fixed by id, is held out for calibration and aggregation."""
+    return int(hashlib.sha256(call_id.encode()).hexdigest()[:8], 16) % 5 == 0
+
+
+def load_train_data(cfg: FitConfig) -> TrainData:
+    d = Path(cfg.data_dir)
+    rng = random.Random(cfg.seed)
+    turns = read_turns(d / "turns_train.jsonl")
+    calls = read_calls(d / "calls_train.jsonl")
+    call_turns = [t for t in turns_of_calls(calls) if rng.random() < cfg.call_turn_share]
+    extra: list[TurnExample] = []
+    for p in cfg.extra:
+        extra.extend(read_turns(p))
+    turns = turns + call_turns + extra * cfg.extra_weight
+    if cfg.max_turns:
+        rng.shuffle(turns)
+        turns = turns[: cfg.max_turns]
+    calls_x = [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in calls]
+    calls_y = [float(c["labels"]["complaint_risk"]) for c in calls]
+    holdout: list[dict[str, Any]] = []
+    n_stc = 0
+    if cfg.use_stc3:
+        stc = load_stc3("train", cfg.stc3_path) if cfg.stc3_path else load_stc3("train")
+        for row in stc:
+            if row.get("split") != "train":  # defence in depth: the test split never trains
+                raise KefuError("refusing to train on an STC-3 row whose split is not train")
+            if _stc3_holdout(row["call_id"]):
+                holdout.append(row)
+                continue
+            calls_x.append(call_context([(t["role"], t["text"]) for t in row["turns"]]))
+            # A soft target from the annotators' mean satisfaction keeps how unhappy the customer was
+            # (dissatisfied = satisfaction <= -0.5 sits at 0.5).
+            sat = row["labels"].get("satisfaction")
+            soft = 1 / (1 + math.exp(3 * (float(sat) + 0.5))) if sat is not None else row["labels"]["dissatisfied"]
+            calls_y.append(float(soft))
+            n_stc += 1
+    val_turns = read_turns(d / "turns_val.jsonl")
+    val_calls = read_calls(d / "calls_val.jsonl")
+    counts = {"turns": len(turns), "turns_from_calls": len(call_turns), "extra_turns": len(extra),
+              "call_contexts": len(calls_x), "stc3_train": n_stc, "stc3_holdout": len(holdout),
+              "val_turns": len(val_turns), "val_calls": len(val_calls)}
+    return TrainData(turns, calls_x, calls_y, val_turns, val_calls, holdout, counts)
+
+
+def _targets(turns: list[TurnExample]) -> tuple[np.ndarray, np.ndarray]:
+    y = np.zeros((len(turns), len(HEADS)), dtype=np.float32)
+    m = np.zeros((len(turns), len(HEADS)), dtype=np.float32)
+    for i, t in enumerate(turns):
+        for j, h in enumerate(HEADS):
+            if h in t.labels:
+                y[i, j] = t.labels[h]
+                m[i, j] = 1.0
+    return y, m
+
+
+def fit(cfg: FitConfig) -> Path:
+    """Train, calibrate on the validation split, fit the call aggregator, save; return the model directory."""
+    t0 = time.perf_counter()
+    data = load_train_data(cfg)
+    log.info("training data: %s", data.counts)
+    if cfg.backend == "tfidf":
+        clf: Any = _fit_tfidf(cfg, data)
+        arch: dict[str, Any] = {"type": "tfidf-lr", "ngram_range": [1, 3], "C": clf.meta["C"]}
+    else:
+        clf, arch = _fit_transformer(cfg, data)
+    train_seconds = time.perf_counter() - t0
+    _calibrate(clf, data)
+    meta = clf.meta
+    meta.update(
+        {
+            "backend": "tfidf" if cfg.backend == "tfidf" else ("hf_finetune" if cfg.base_model else "char_transformer"),
+            "architecture": arch,
+            "data_hash": data_hash(cfg.data_dir),
+            "inventory_digest": _manifest(cfg.data_dir).get("inventory_digest", "?"),
+            "train_counts": data.counts,
+            "stc3_train_used": data.counts["stc3_train"],
+            "extra_turns": data.counts["extra_turns"],
+            "train_seconds": round(train_seconds, 1),
+            "fit_seconds": round(time.perf_counter() - t0, 1),
+            "threads": cfg.threads,
+            "temperatures": clf.calibrator.to_dict(),
+            "aggregator": clf.aggregator.to_dict(),
+            "max_turn_length": cfg.max_turn_length,
+            "max_call_length": cfg.max_call_length,
+        }
+    )
+    out = clf.save(cfg.out)
+    log.info("saved %s to %s in %.0f s", meta["backend"], out, time.perf_counter() - t0)
+    return out
+
+
+def _manifest(d: Path) -> dict[str, Any]:
+    import json
+
+    path = Path(d) / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _fit_tfidf(cfg: FitConfig, data: TrainData) -> Any:
+    from models.classifier.tfidf import TfidfClassifier
+
+    texts = [prepare(t.text) for t in data.turns]
+    return TfidfClassifier.train(texts, [t.role for t in data.turns], [t.labels for t in data.turns],
+                                 data.calls_x, [int(y >= 0.5) for y in data.calls_y])
+
+
+def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, Any]]:
+    import torch
+
+    from models.classifier.char_transformer import (
+        CharTokenizer,
+        KefuBertClassifier,
+        TransformerClassifier,
+        quiet_transformers,
+        small_config,
+    )
+
+    quiet_transformers()
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    turn_texts = [prepare(t.text) for t in data.turns]
+    if cfg.base_model is None:
+        tokenizer: Any = CharTokenizer.build([*turn_texts, *data.calls_x])
+        config = small_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads,
+                              max(cfg.max_turn_length, cfg.max_call_length) + 2)
+        model = KefuBertClassifier(config)
+        lr = cfg.lr or 1e-3
+    else:
+        from models.classifier.hf_finetune import default_lr, load_base
+
+        model, tokenizer = load_base(cfg.base_model)
+        config = model.config
+        lr = cfg.lr or default_lr(cfg.base_model)
+    max_call = min(cfg.max_call_length, config.max_position_embeddings - 2)
+    max_turn = min(cfg.max_turn_length, config.max_position_embeddings - 2)
+    y, m = _targets(data.turns)
+    segs = np.array([ROLE_IDS[t.role] for t in data.turns])
+    cy = np.asarray(data.calls_y, dtype=np.float32)
+    n = len(turn_texts)
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    total = max(1, int(steps_per_epoch * cfg.epochs))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warm = max(1, total // 20)
+    # Linear decay over whichever runs out first, the planned steps or the time budget, so a run cut
+    # short by the budget still ends with a small learning rate.
+    clock = {"start": time.perf_counter()}
+
+    def lr_factor(s: int) -> float:
+        progress_done = max(s / total, (time.perf_counter() - clock["start"]) / cfg.time_budget_s)
+        return min(1.0, (s + 1) / warm) * max(0.05, 1 - progress_done)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    bce = torch.nn.BCEWithLogitsLoss(reduction="none")
+    model.train()
+    start = clock["start"] = time.perf_counter()
+    lengths = np.array([len(t) for t in turn_texts])
+
+    def bucketed() -> np.ndarray:
+        """A shuffled order where each batch holds turns of similar length (less padding, faster steps)."""
+        perm = rng.permutation(n)
+        chunk = cfg.batch_size * 50
+        parts = [p[np.argsort(lengths[p], kind="stable")] for p in np.array_split(perm, max(1, n // chunk))]
+        batches = [b for part in parts for b in np.array_split(part, max(1, len(part) // cfg.batch_size))]
+        rng.shuffle(batches)
+        return np.concatenate(batches)
+
+    order = bucketed()
+    pos = 0
+    call_order = rng.permutation(len(cy)) if len(cy) else np.zeros(0, dtype=int)
+    cpos = 0
+    stopped_early = False
+    step = 0
+    for step in progress(range(total), desc="fit", unit="step", total=total, quiet=cfg.quiet):
+        if pos + cfg.batch_size > n:
+            order, pos = bucketed(), 0
+        idx = order[pos : pos + cfg.batch_size]
+        pos += cfg.batch_size
+        enc = tokenizer.encode_batch([turn_texts[i] for i in idx], max_turn, segs[idx])
+        logits = model(**{k: torch.from_numpy(v) for k, v in enc.items()})[:, : len(HEADS)]
+        mask = torch.from_numpy(m[idx])
+        loss = (bce(logits, torch.from_numpy(y[idx])) * mask).sum() / mask.sum().clamp(min=1.0)
+        if len(cy) and step % cfg.call_every == 0:
+            if cpos + cfg.call_batch_size > len(cy):
+                call_order, cpos = rng.permutation(len(cy)), 0
+            cidx = call_order[cpos : cpos + cfg.call_batch_size]
+            cpos += cfg.call_batch_size
+            cenc = tokenizer.encode_batch([data.calls_x[i] for i in cidx], max_call, [1] * len(cidx))
+            clog = model(**{k: torch.from_numpy(v) for k, v in cenc.items()})[:, len(HEADS)]
+            loss = loss + 0.5 * bce(clog, torch.from_numpy(cy[cidx])).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 100 == 0:
+            log.debug("step %d/%d loss %.4f", step, total, float(loss.detach()))
+        elapsed = time.perf_counter() - start
+        if elapsed > cfg.time_budget_s:
+            log.warning("time budget of %.0f s reached after %d of %d steps", cfg.time_budget_s, step + 1, total)
+            stopped_early = True
+            break
+    model.eval()
+    arch = {
+        "type": "bert-char" if cfg.base_model is None else "bert-finetuned",
+        "base_model": str(cfg.base_model) if cfg.base_model else None,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "vocab_size": config.vocab_size,
+        "parameters": int(sum(p.numel() for p in model.parameters())),
+        "steps": step + 1,
+        "planned_steps": total,
+        "stopped_by_time_budget": stopped_early,
+        "lr": lr,
+        "batch_size": cfg.batch_size,
+    }
+    meta = {"backend": "char_transformer", "max_turn_length": max_turn, "max_call_length": max_call}
+    clf = TransformerClassifier(model, tokenizer, meta, batch_size=256)
+    return clf, arch
+
+
+def _calibrate(clf: Any, data: TrainData) -> None:
+    """Temperatures on the validation turns and calls, then the call aggregator on validation calls."""
+    clf.calibrator = Calibrator({})
+    vt = data.val_turns
+    logits = clf._logits([prepare(t.text) for t in vt], [t.role for t in vt])
+    for j, h in enumerate(HEADS):
+        rows = [i for i, t in enumerate(vt) if h in t.labels]
+        clf.calibrator.temperatures[h] = Calibrator.fit_one(
+            logits[rows, j], np.array([vt[i].labels[h] for i in rows], dtype=np.float64)
+        )
+    contexts = [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.val_calls]
+    targets = [int(c["labels"]["complaint_risk"]) for c in data.val_calls]
+    contexts += [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.stc3_holdout]
+    targets += [int(c["labels"]["dissatisfied"]) for c in data.stc3_holdout]
+    clf.calibrator.temperatures[CALL_HEAD] = Calibrator.fit_one(
+        clf._call_logits(contexts), np.asarray(targets, dtype=np.float64)
+    )
+    # Call-level features of every validation call (generated + STC-3 held-out train dialogues).
+    feats, risk_y, emp_y, emp_rows = [], [], [], []
+    all_calls = [*data.val_calls, *data.stc3_holdout]
+    texts = [t["text"] for c in all_calls for t in c["turns"]]
+    roles = [t["role"] for c in all_calls for t in c["turns"]]
+    turn_probs = clf.predict_turns(texts, roles)
+    call_p = clf.calibrator.apply(CALL_HEAD, clf._call_logits(contexts))
+    k = 0
+    for i, c in enumerate(all_calls):
+        n_t = len(c["turns"])
+        feats.append(call_features(turn_probs[k : k + n_t], roles[k : k + n_t], float(call_p[i])))
+        k += n_t
+        lab = c["labels"]
+        risk_y.append(int(lab.get("complaint_risk", lab.get("dissatisfied", 0))))
+        if "empathy" in lab:
+            emp_y.append(int(lab["empathy"]))
+            emp_rows.append(i)
+    x = np.asarray(feats, dtype=np.float64)
+    agg = Aggregator()
+    agg.fit(x, {"complaint_risk": np.asarray(risk_y)})
+    emp_agg = Aggregator()
+    emp_agg.fit(x[emp_rows], {"empathy": np.asarray(emp_y)})
+    agg.weights["empathy"] = emp_agg.weights["empathy"]
+    assert len(agg.weights["empathy"]) == len(AGG_FEATURES) + 1
+    clf.aggregator = agg
