@@ -1,0 +1,1 @@
+"""The live assist HTTP/WebSocket service (`kefu serve`)."""

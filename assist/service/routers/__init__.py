@@ -1,0 +1,1 @@
+"""HTTP and WebSocket routes of the assist service, one module per area."""
