@@ -34,6 +34,7 @@ GROUPS: list[tuple[str, str, str, str]] = [
     ("kb", "knowledge_base.cli", "app", "group"),
     ("train", "training.cli", "app", "group"),
     ("qa", "qa_inspect.cli", "app", "group"),
+    ("assist", "assist.cli", "app", "group"),
     ("serve", "assist.cli", "serve", "command"),
 ]
 
