@@ -10,7 +10,7 @@ $(BIN)/kefu: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch==2.13.0 is pinned in pyproject.toml: pip takes the CPU wheel on this machine.
-	$(BIN)/pip install --quiet -e '.[dev,onnx]'
+	$(BIN)/pip install --quiet -e '.[dev,onnx,ray]'
 	touch $(BIN)/kefu
 
 install: $(BIN)/kefu
