@@ -108,9 +108,19 @@ def normalize_with_map(
     return "".join(pieces), index
 
 
-def normalize(text: str, **options: bool) -> str:
-    """Normalised text for matching and indexing (see normalize_with_map for the steps)."""
-    return normalize_with_map(text, **options)[0]
+def normalize(
+    text: str, *, simplify: bool = True, lower: bool = True, punctuation: bool = True, strip_fillers: bool = True
+) -> str:
+    """Normalised text for matching and indexing: normalize_with_map's text, without building the map.
+
+    This is the hot path of bulk scoring, so it skips the per-character index list (about twice as fast).
+    """
+    base = text.translate(_base_table() if simplify else _width_table())
+    if lower:
+        lowered = base.lower()
+        base = lowered if len(lowered) == len(base) else base
+    pattern = _deletion_pattern(punctuation, strip_fillers)
+    return pattern.sub("", base) if pattern is not None else base
 
 
 def normalize_display(text: str) -> str:

@@ -14,7 +14,6 @@ from typing import Any
 
 import ahocorasick
 
-from kefu import text as _kefu_text
 from kefu.io import InputError
 from kefu.text import normalize, normalize_with_map, to_halfwidth, to_simplified
 
@@ -33,31 +32,6 @@ PHRASE_KINDS = (
 # Sentence ends for exceptions (commas do not split: see qa_inspect/data/README.md).
 _SENTENCE_END = re.compile(r"[。！？!?；;\n]")
 _SPACE = re.compile(r"\s+")
-
-
-def _fast_normalizer() -> Any:
-    """kefu.text.normalize without building the index map (about twice as fast).
-
-    Uses kefu.text's own tables and deletion pattern, so the result is identical
-    (tests/test_qa_rules.py checks it); falls back to kefu.text.normalize if they move.
-    """
-    try:
-        table = _kefu_text._base_table()
-        pattern = _kefu_text._deletion_pattern(True, True)
-    except AttributeError:  # pragma: no cover - kefu.text internals changed
-        return normalize
-
-    def fast(text: str) -> str:
-        base = text.translate(table)
-        lowered = base.lower()
-        if len(lowered) == len(base):
-            base = lowered
-        return pattern.sub("", base) if pattern is not None else base
-
-    return fast
-
-
-fast_normalize = _fast_normalizer()
 
 
 def data_path(name: str) -> Path:

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 
 from kefu.io import KefuError
 from kefu.schemas import Transcript, Turn
-from kefu.text import normalize_with_map
+from kefu.text import normalize, normalize_with_map
 from models.classifier_base import CallScores
-from qa_inspect.lexicon import Resources, TabooMatch, fast_normalize
+from qa_inspect.lexicon import Resources, TabooMatch
 
 ROLES = ("agent", "customer", "any")
 # Where a hit's evidence comes from.
@@ -82,7 +82,7 @@ class Context:
         """Normalised text of turn i (see kefu.text.normalize_with_map), computed once."""
         got = self._text.get(i)
         if got is None:
-            got = self._text[i] = fast_normalize(self.turns[i].text)
+            got = self._text[i] = normalize(self.turns[i].text)
         return got
 
     def norm(self, i: int) -> tuple[str, list[int]]:
