@@ -6,15 +6,13 @@ import csv
 import io
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kefu.io import CsvWriter, InputError, JsonlWriter, KefuError
+from kefu.io import CsvWriter, InputError, JsonlWriter, KefuError, atomic_path, read_text
 from knowledge_base.schema import REQUIRED_FIELDS, STATUSES, Script
 
 log = logging.getLogger(__name__)
@@ -175,29 +173,8 @@ def _raw_id(raw: Any) -> str | None:
     return None
 
 
-def _decode(data: bytes, source: str, encoding: str | None) -> str:
-    if encoding:
-        try:
-            return data.decode(encoding)
-        except (LookupError, UnicodeDecodeError) as exc:
-            raise InputError(f"{source}: cannot decode as {encoding} ({exc})") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
-    try:
-        text = data.decode("gb18030")
-    except UnicodeDecodeError:
-        raise InputError(f"{source}: the file is neither UTF-8 nor GB18030 text; pass --encoding") from None
-    log.info("%s: not UTF-8, reading it as GB18030", source)
-    return text
-
-
 def _text_rows(path: Path, source: str, kind: str, encoding: str | None) -> Iterator[tuple[int, Any, list[str]]]:
-    try:
-        text = _decode(path.read_bytes(), source, encoding)
-    except OSError as exc:
-        raise InputError(f"{source}: cannot read ({exc.strerror})") from None
+    text = read_text(path, encoding=encoding)
     if kind == "jsonl":
         for number, line in enumerate(text.splitlines(), start=1):
             if not line.strip():
@@ -471,12 +448,5 @@ def _write_xlsx(scripts: list[Script], path: Path, with_status: bool) -> None:
     for s in scripts:
         record = _flat(s, with_status)
         sheet.append([record.get(c, "") for c in columns])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".part.xlsx") as tmp:
         book.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,8 +8,6 @@ import html
 import json
 import logging
 import math
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +15,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from kefu.io import CsvWriter, InputError
+from kefu.io import CsvWriter, InputError, atomic_path
 from kefu.progress import progress
 from qa_inspect.privacy import get_masker
 
@@ -599,16 +597,8 @@ def render_html(data: ReportData, source: str = "", mask: bool = True, title: st
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write `text` to a temporary file beside `path` and rename it: readers never see half a file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_agents_csv(rows: list[dict[str, Any]], path: str | Path) -> None:
@@ -622,21 +612,13 @@ def write_agents_xlsx(rows: list[dict[str, Any]], path: str | Path) -> None:
     """Per-agent table as an Excel sheet with Chinese headers (written atomically)."""
     from openpyxl import Workbook
 
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     wb = Workbook(write_only=True)
     ws = wb.create_sheet("坐席统计")
     ws.append([h for _, h in AGENT_COLUMNS])
     for r in rows:
         ws.append([r.get(k) for k, _ in AGENT_COLUMNS])
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part.xlsx", dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".part.xlsx") as tmp:
         wb.save(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def build_report(

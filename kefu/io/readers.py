@@ -118,6 +118,31 @@ def _guess_encoding(raw: IO[bytes], source: str) -> str:
     return "gb18030"
 
 
+def _resolve_encoding(raw: IO[bytes], source: str, encoding: str | None) -> str:
+    """The encoding asked for (checked to exist) or the guessed one."""
+    enc = encoding or _guess_encoding(raw, source)
+    try:
+        codecs.lookup(enc)
+    except LookupError:
+        raise InputError(f"unknown encoding {enc!r}") from None
+    return enc
+
+
+def read_text(path: str | Path, *, encoding: str | None = None) -> str:
+    """A whole text file under the readers' encoding policy: UTF-8 (BOM stripped), else GB18030.
+
+    For small inputs that are validated as a whole (script libraries); decode failures are an
+    InputError with the line, like the streaming readers'.
+    """
+    source = str(path)
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed by the with-block below
+    except OSError as exc:
+        raise InputError(f"{source}: cannot open ({exc.strerror})") from None
+    with raw:
+        return "".join(_DecodingLines(raw, source, _resolve_encoding(raw, source, encoding)))
+
+
 def iter_records(
     path: str | Path | None = None,
     *,
@@ -154,11 +179,7 @@ def iter_records(
             opened = True
     try:
         raw = stream if hasattr(stream, "peek") else io.BufferedReader(stream)  # type: ignore[arg-type]
-        enc = encoding or _guess_encoding(raw, source)
-        try:
-            codecs.lookup(enc)
-        except LookupError:
-            raise InputError(f"unknown encoding {enc!r}") from None
+        enc = _resolve_encoding(raw, source, encoding)
         if fmt is None:
             head = raw.peek(4096)[:4096].decode(enc, errors="ignore") if hasattr(raw, "peek") else ""
             fmt = detect_format(path, head)

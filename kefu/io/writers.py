@@ -8,7 +8,8 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal
@@ -50,6 +51,24 @@ def repair_partial_tail(path: Path) -> int:
             fh.truncate(keep)
             log.warning("%s: removed an unfinished last line (%d bytes)", path, size - keep)
         return size - keep
+
+
+@contextmanager
+def atomic_path(path: str | Path, suffix: str = ".part") -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on a clean exit it replaces `path`, otherwise it is removed.
+
+    For writers that need a file name (openpyxl, HTML rendering): readers never see half a file.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class _OutputFile:
