@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export KEFU_HOME ?= $(CURDIR)/var
 
-.PHONY: install demo test test-fast bench lint clean
+.PHONY: install browser demo test test-fast bench lint screenshots clean
 
 $(BIN)/kefu: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -15,19 +15,27 @@ $(BIN)/kefu: pyproject.toml
 
 install: $(BIN)/kefu
 
+## browser: Debian's Chromium and a CJK font for the web console's browser tests (installed when missing)
+browser:
+	bash scripts/install_browser.sh
+
 ## demo: set everything up and run the main job on the bundled data
 demo: install
 	bash scripts/demo.sh
 
 ## test: the full test suite (what CI runs)
-test: install
-	$(BIN)/python -m pytest
+test: install browser
+	KEFU_REQUIRE_BROWSER=1 $(BIN)/python -m pytest
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
 
 bench: install
 	bash scripts/bench.sh
+
+## screenshots: refresh docs/console/*.png from the browser tests
+screenshots: install browser
+	KEFU_REQUIRE_BROWSER=1 KEFU_SCREENSHOTS=1 $(BIN)/python -m pytest -m browser tests/web
 
 lint: install
 	$(BIN)/ruff check .

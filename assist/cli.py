@@ -108,6 +108,7 @@ def serve(
         kb_dir=kb_dir, model_dir=_model_dir(model, no_model),
         feedback_db=feedback_db or home.home / "assist" / "feedback.sqlite",
         keys_file=keys, alerts_db=alerts_db, session_db=session_db, max_sessions=max_sessions,
+        review_db=home.review_db, jobs_dir=home.jobs_dir,
         session_ttl_s=session_ttl,
         reload_interval_s=reload_interval,
         engine=_engine_config(k, min_score),

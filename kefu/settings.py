@@ -32,12 +32,18 @@ class Settings:
     def review_db(self) -> Path:
         return self.home / "review.sqlite"
 
+    @property
+    def jobs_dir(self) -> Path:
+        """Background scoring jobs of the web console (uploads and results)."""
+        return self.home / "qa" / "jobs"
+
     def describe(self) -> dict[str, str]:
         return {
             "home": str(self.home.resolve()),
             "kb": str(self.kb_dir.resolve()),
             "models": str(self.models_dir.resolve()),
             "review_db": str(self.review_db.resolve()),
+            "jobs": str(self.jobs_dir.resolve()),
         }
 
 

@@ -12,7 +12,7 @@ from starlette.websockets import WebSocketDisconnect
 from assist.engine import AssistEngine
 from assist.feedback import FeedbackPolicy, FeedbackStore
 from assist.service.app import create_app
-from assist.service.auth import ApiKeys, AuthConfigError
+from kefu.web.auth import ApiKeys, AuthConfigError
 from assist.service.settings import ServiceSettings
 from assist.signals import LexiconTaboo, PhraseOpening, PhraseRisk
 from tests.assist_support import FakeRetriever, FakeSource, bundled_scripts

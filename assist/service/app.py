@@ -17,13 +17,13 @@ from fastapi.responses import JSONResponse
 from assist.alerts import AlertBus, MemoryAlertBus, SqliteAlertBus
 from assist.engine import AssistEngine, AssistError
 from assist.feedback import FeedbackError, FeedbackStore
-from assist.service.auth import ApiKeys
 from assist.service.reload import IndexSource, KbIndexSource, Reloader
 from assist.service.routers import admin, calls, health, supervisor
 from assist.service.settings import ServiceSettings
 from assist.sessions import SessionStore
 from assist.sessions_sqlite import SqliteSessionStore
 from kefu import __version__
+from kefu.web.auth import ApiKeys
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,18 @@ def create_app(
     app.include_router(calls.router)
     app.include_router(supervisor.router)
     app.include_router(admin.router)
+    _mount_console(app)
     return app
+
+
+def _mount_console(app: FastAPI) -> None:
+    """The web console (docs/console.md): each package serves its own pages inside the shared shell."""
+    from assist.web import router as agent_pages
+    from kefu.web.console import mount_console
+    from knowledge_base.web import router as kb_pages
+    from qa_inspect.web import router as qa_pages
+
+    mount_console(app, [agent_pages, kb_pages, qa_pages])
 
 
 async def _sweep(sessions: SessionStore, every_s: float = 30.0) -> None:

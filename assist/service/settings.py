@@ -23,6 +23,8 @@ class ServiceSettings:
     keys_file: Path | None = None  # API keys with roles; none configured: auth is off (local demo)
     alerts_db: Path | None = None  # shared alert bus for several workers/instances; None: in memory
     session_db: Path | None = None  # sessions shared by several workers on one host; None: in memory
+    review_db: Path | None = None  # QA review store behind the console's QA pages; None: those pages are off
+    jobs_dir: Path | None = None  # the console's background scoring jobs (uploads, results); None: no uploads
     max_sessions: int = 10_000
     session_ttl_s: float = 1800.0
     max_body_bytes: int = 16_384
@@ -46,7 +48,8 @@ class ServiceSettings:
     def to_env(self) -> dict[str, str]:
         """Environment for worker processes (uvicorn --workers re-imports the app in each)."""
         env = {}
-        for name in ("kb_dir", "model_dir", "feedback_db", "keys_file", "alerts_db", "session_db"):
+        for name in ("kb_dir", "model_dir", "feedback_db", "keys_file", "alerts_db", "session_db", "review_db",
+                     "jobs_dir"):
             value = getattr(self, name)
             if value is not None:
                 env[ENV_PREFIX + name.upper()] = str(value)
@@ -92,6 +95,8 @@ class ServiceSettings:
             keys_file=path("KEYS_FILE"),
             alerts_db=path("ALERTS_DB"),
             session_db=path("SESSION_DB"),
+            review_db=path("REVIEW_DB", home.review_db),
+            jobs_dir=path("JOBS_DIR", home.jobs_dir),
             max_sessions=int(number("MAX_SESSIONS", int, 10_000)),
             session_ttl_s=float(number("SESSION_TTL_S", float, 1800.0)),
             max_body_bytes=int(number("MAX_BODY_BYTES", int, 16_384)),

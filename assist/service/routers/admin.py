@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from assist.service.auth import Principal, require
 from assist.service.schemas import ReloadOut, ScriptsIn
 from kefu.io import KefuError
+from kefu.web.auth import Principal, require
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["admin"])

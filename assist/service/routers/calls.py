@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from assist.engine import AssistEngine, AssistError
 from assist.feedback import FeedbackError
-from assist.service.auth import Principal, check_ws, require
 from assist.service.schemas import (
     CALL_ID_PATTERN,
     CallState,
@@ -24,6 +23,7 @@ from assist.service.schemas import (
     TurnOut,
 )
 from assist.sessions import SessionStore
+from kefu.web.auth import Principal, check_ws, require
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/calls", tags=["calls"])

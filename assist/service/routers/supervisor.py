@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, WebSocket, WebSocketDisconnect
 
-from assist.service.auth import Principal, check_ws, require
+from kefu.web.auth import Principal, check_ws, require
 
 router = APIRouter(prefix="/v1/supervisor", tags=["supervisor"])
 POLL_S = 0.2

@@ -1,4 +1,4 @@
-"""API keys with roles: off while no key is configured (local demo), enforced on every endpoint once one is."""
+"""API keys with roles for the service and the web console: off while no key is configured, enforced once one is."""
 
 from __future__ import annotations
 
@@ -19,14 +19,17 @@ from kefu.io import KefuError
 log = logging.getLogger(__name__)
 
 KEYS_ENV = "KEFU_API_KEYS"  # "key1:agent,key2:supervisor" — handy for containers; a keys file is preferred
-ROLES: tuple[str, ...] = ("agent", "supervisor", "trainer", "admin")
+ROLES: tuple[str, ...] = ("agent", "supervisor", "trainer", "qa", "admin")
 # What each role may do. Admin may do everything.
 PERMISSIONS: dict[str, frozenset[str]] = {
-    "agent": frozenset({"turns", "feedback", "calls:read"}),
-    "supervisor": frozenset({"alerts", "calls:read", "feedback:report"}),
-    "trainer": frozenset({"reload", "kb:write", "feedback:report", "calls:read"}),
-    "admin": frozenset({"turns", "feedback", "calls:read", "alerts", "reload", "kb:write", "feedback:report"}),
+    "agent": frozenset({"turns", "feedback", "calls:read", "kb:read", "qa:appeal"}),
+    "supervisor": frozenset({"alerts", "calls:read", "feedback:report", "kb:read", "qa:read", "qa:appeal"}),
+    "trainer": frozenset({"reload", "kb:read", "kb:write", "feedback:report", "calls:read", "qa:read"}),
+    "qa": frozenset({"calls:read", "kb:read", "qa:read", "qa:write", "qa:appeal", "feedback:report"}),
 }
+PERMISSIONS["admin"] = frozenset().union(*PERMISSIONS.values())
+# The web console keeps the key the user signed in with in this cookie (HttpOnly, SameSite=Strict).
+COOKIE_NAME = "kefu_key"
 
 
 class AuthConfigError(KefuError):
@@ -127,6 +130,11 @@ def _key_from(headers: Any, query: Any) -> str | None:
     return query.get("api_key")
 
 
+def key_from_request(request: Request | WebSocket) -> str | None:
+    """The API key of a request: X-API-Key, a bearer token, ?api_key=, or the console's sign-in cookie."""
+    return _key_from(request.headers, request.query_params) or request.cookies.get(COOKIE_NAME)
+
+
 def check(keys: ApiKeys, key: str | None, permission: str) -> Principal:
     """The caller's principal, or an HTTP 401 (no or unknown key) / 403 (role lacks the permission)."""
     if not keys.enabled:
@@ -144,7 +152,7 @@ def require(permission: str) -> Callable[[Request], Awaitable[Principal]]:
     """A FastAPI dependency that enforces `permission` on an HTTP endpoint."""
 
     async def dependency(request: Request) -> Principal:  # async: no thread-pool hop on every request
-        return check(request.app.state.keys, _key_from(request.headers, request.query_params), permission)
+        return check(request.app.state.keys, key_from_request(request), permission)
 
     return dependency
 
@@ -153,6 +161,6 @@ def check_ws(websocket: WebSocket, permission: str) -> Principal | None:
     """The principal of a WebSocket client, or None when it must be refused (the caller closes with 1008)."""
     keys: ApiKeys = websocket.app.state.keys
     try:
-        return check(keys, _key_from(websocket.headers, websocket.query_params), permission)
+        return check(keys, key_from_request(websocket), permission)
     except HTTPException:
         return None
