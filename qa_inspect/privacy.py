@@ -34,6 +34,9 @@ _CONTEXT: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("电话", re.compile(r"(电话|手机|联系方式|号码|座机|打|拨|回拨|致电|联系我|微信)(号码?|号|是|为|:|：)*\s*$")),
 )
 
+# Keywords before a number that make it a service reference (work order, ticket), not personal data.
+_SERVICE_REF = re.compile(r"(工单|单号|受理号|流水号|业务编号|申请编号|订单号|回执号)(码|号|是|为|:|：)*\s*$")
+
 LABELS = {
     "mobile": "[手机号]",
     "landline": "[电话]",
@@ -88,6 +91,8 @@ def classify_number(digits: str, before: str, after: str) -> str | None:
         has_x = False
     if _UNIT_AFTER.match(after) and not has_x:
         return None
+    if not has_x and _SERVICE_REF.search(before[-12:]):
+        return None  # QA staff need work-order numbers to follow a call up; they identify no person
     for label, pattern in _CONTEXT:
         if n >= 6 and pattern.search(before[-12:]):
             kind = _CONTEXT_KIND[label]

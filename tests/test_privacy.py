@@ -68,6 +68,8 @@ UNCHANGED = [
     "用电量是1200度，电价0.5元每度",
     "电费是1200，上个月是800",
     "我家电表是2019年换的",
+    "给您登记了 工单号是2026071400123 请记一下",
+    "您的受理号：3207141234567，可以在网上国网查进度",
 ]
 
 
@@ -80,6 +82,12 @@ def test_several_kinds_in_one_asr_sentence() -> None:
     text = "喂 我户号是1234567890 电话幺三八零零一三八零零零 地址城南路18号3栋 停了45分钟了"
     out = mask_text(text)
     assert out == "喂 我户号是[户号] 电话[手机号] 地址城南路**号*栋 停了45分钟了"
+
+
+def test_a_service_reference_keyword_does_not_unmask_personal_numbers() -> None:
+    # Only the number right after 工单号 is kept; a phone number later in the sentence is still masked.
+    masked = mask_text("工单号2026071400123 有问题打我电话13800138000")
+    assert "2026071400123" in masked and "13800138000" not in masked
 
 
 def test_kinds_can_be_limited_and_are_validated() -> None:
