@@ -31,8 +31,11 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
 # Knowledge-base writes carry many scripts; everything else is one short turn.
-LARGE_BODY_PATHS = ("/v1/kb/",)
+LARGE_BODY_PATHS = ("/v1/kb/", "/console/agent/api/replay")  # and the agent panel's training-replay uploads
 LARGE_BODY_BYTES = 4 * 1024 * 1024
+# Transcript uploads of the console's QA pages (scored in a background job; qa_inspect/web/jobs.py).
+UPLOAD_PATHS = ("/console/qa/api/jobs",)
+UPLOAD_BODY_BYTES = 512 * 1024 * 1024
 
 
 class BodyLimit:
@@ -48,6 +51,8 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = LARGE_BODY_BYTES if scope["path"].startswith(LARGE_BODY_PATHS) else self.max_bytes
+        if scope["path"].startswith(UPLOAD_PATHS):
+            limit = UPLOAD_BODY_BYTES
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:

@@ -37,6 +37,7 @@ class NavItem:
     href: str
     permission: str
     group: str  # "agent" | "kb" | "qa": marks the active entry
+    unless: str = ""  # hidden from roles holding this permission (they reach the page another way)
 
     def __post_init__(self) -> None:
         if not self.href.startswith("/console/"):
@@ -65,7 +66,8 @@ def add_nav(*items: NavItem) -> None:
 
 
 def nav_for(principal: Principal) -> list[NavItem]:
-    return [item for item in _nav if principal.can(item.permission)]
+    return [item for item in _nav
+            if principal.can(item.permission) and not (item.unless and principal.can(item.unless))]
 
 
 class SignInRequired(Exception):
