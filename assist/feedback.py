@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = ("shown", "accepted", "dismissed", "used")
 AGENT_ACTIONS: tuple[str, ...] = ("accepted", "dismissed", "used")
+# Calls whose id starts with this are training replays (the console's 培训回放): their events are stored,
+# but they neither move the ranking nor count in the trainers' report — practice is not evidence.
+TRAINING_CALL_PREFIX = "TR-"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -155,10 +158,12 @@ class FeedbackStore:
 
     # --- reading ---------------------------------------------------------------------------------------
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per script id, the number of events of each action."""
+        """Per script id, the number of events of each action (live calls only, not training replays)."""
         out: dict[str, dict[str, int]] = {}
         with self._connect() as db:
-            rows = db.execute("SELECT script_id, action, COUNT(*) FROM feedback GROUP BY script_id, action").fetchall()
+            rows = db.execute(
+                "SELECT script_id, action, COUNT(*) FROM feedback WHERE substr(call_id, 1, ?) != ?"
+                " GROUP BY script_id, action", (len(TRAINING_CALL_PREFIX), TRAINING_CALL_PREFIX)).fetchall()
         for sid, action, n in rows:
             out.setdefault(sid, dict.fromkeys(ACTIONS, 0))[action] = n
         return out

@@ -180,7 +180,9 @@ def test_feedback_adjusts_ranking_within_bounds_after_enough_evidence(tmp_path: 
     for _ in range(6):
         store.record("C", "K0038", "dismissed")
         store.record("C", "K0001", "accepted")
+        store.record("TR-practice-1", "K0002", "accepted")  # training replays are kept out of ranking
     store.flush()
+    assert store.adjustment("K0002") == 0.0 and "K0002" not in {r["script_id"] for r in store.report()}
     assert store.adjustment("K0038") == pytest.approx(-0.1)
     assert store.adjustment("K0001") == pytest.approx(0.1)
     report = {r["script_id"]: r for r in store.report()}
