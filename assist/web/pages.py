@@ -25,7 +25,8 @@ STATIC = HERE / "static"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 add_templates("agent", HERE / "templates")
-add_nav(NavItem("坐席助手", "/console/agent/", "turns", "agent"))
+add_nav(NavItem("坐席助手", "/console/agent/", "turns", "agent",
+                description="通话中实时推荐场景话术，服务忌语与投诉风险即时提醒；也可回放录音转写做培训。"))
 router = APIRouter(include_in_schema=False)
 
 

@@ -38,6 +38,7 @@ class NavItem:
     permission: str
     group: str  # "agent" | "kb" | "qa": marks the active entry
     unless: str = ""  # hidden from roles holding this permission (they reach the page another way)
+    description: str = ""  # one line on the home page
 
     def __post_init__(self) -> None:
         if not self.href.startswith("/console/"):

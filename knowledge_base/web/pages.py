@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 add_templates("kb", HERE / "templates")
-add_nav(NavItem("话术库", "/console/kb/", "kb:read", "kb"))
+add_nav(NavItem("话术库", "/console/kb/", "kb:read", "kb",
+                description="查找、编写、审核和停用场景话术；版本对比、命中测试、知识缺口与坐席反馈。"))
 router = APIRouter(include_in_schema=False)
 
 FIELD_NAMES = {"status": "状态", "scenario": "场景", "category": "分类", "questions": "问法", "script": "话术",

@@ -42,8 +42,10 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 add_templates("qa", HERE / "templates")
-add_nav(NavItem("质检", "/console/qa/", "qa:read", "qa"),
-        NavItem("我的申诉", "/console/qa/appeals", "qa:appeal", "qa", unless="qa:read"))  # agents have no QA menu
+add_nav(NavItem("质检", "/console/qa/", "qa:read", "qa",
+                description="上传通话转写批量评分，按得分、风险、坐席、规则筛选，复核、申诉与校准报表。"),
+        NavItem("我的申诉", "/console/qa/appeals", "qa:appeal", "qa", unless="qa:read",
+                description="查看自己通话的质检结果并对有异议的扣分提出申诉。"))  # agents have no QA menu
 router = APIRouter(include_in_schema=False)
 
 
