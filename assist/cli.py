@@ -87,7 +87,8 @@ def serve(
         "else 0.35.")] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "warning",
 ) -> None:
-    """Run the live assist service (OpenAPI docs at /docs, health at /healthz)."""
+    """Run the live assist service and the web console (console at /console/, OpenAPI docs at /docs, health at
+    /healthz)."""
     import uvicorn
 
     from assist.service.settings import ServiceSettings

@@ -43,3 +43,4 @@ step "6. Write the QA report"
 $KEFU -q qa report "$OUT/scores.jsonl" -o "$OUT/report.html" --csv "$OUT/agents.csv"
 
 printf '\nDemo finished. Outputs are in %s (report: %s/report.html)\n' "$OUT" "$OUT"
+printf 'The web console: KEFU_HOME=%s .venv/bin/kefu serve, then open http://127.0.0.1:8000/console/\n' "$KEFU_HOME"
