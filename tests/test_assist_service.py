@@ -12,9 +12,9 @@ from starlette.websockets import WebSocketDisconnect
 from assist.engine import AssistEngine
 from assist.feedback import FeedbackPolicy, FeedbackStore
 from assist.service.app import create_app
-from kefu.web.auth import ApiKeys, AuthConfigError
 from assist.service.settings import ServiceSettings
 from assist.signals import LexiconTaboo, PhraseOpening, PhraseRisk
+from kefu.web.auth import ApiKeys, AuthConfigError
 from tests.assist_support import FakeRetriever, FakeSource, bundled_scripts
 
 OPENING = "您好，国家电网95598，工号1024，很高兴为您服务。"

@@ -13,11 +13,15 @@ import pytest
 from kefu.io import InputError
 from training.datasets import generate, in_lexicon, load_stc3, read_calls, read_turns
 from training.generator import (
+    Generator,
     TurnSample,
     add_asr_noise,
     call_labels,
     expand,
     load_inventory,
+    load_script_sentences,
+    load_topics,
+    snippet,
     split_patterns,
 )
 
@@ -138,3 +142,26 @@ def test_stc3_loader_respects_split(tmp_path: Path) -> None:
     assert len(load_stc3("test", path)) == 3
     with pytest.raises(ValueError, match="split must be train or test"):
         load_stc3("all", path)
+
+
+def test_labelled_cores_are_embedded_in_label_free_knowledge_base_context(inventory) -> None:
+    scripts = load_script_sentences()
+    if not scripts:
+        pytest.skip("knowledge-base scripts not present")
+    rng = random.Random(0)
+    long = next(s for _, s in scripts if len(s) > 40)
+    for _ in range(20):
+        piece = snippet(long, rng)
+        assert 0 < len(piece) <= 40 and piece in long  # whole clauses, short enough to keep the core in view
+    split_of = split_patterns(inventory, seed=13)
+    gen = Generator(inventory, split_of, "train", seed=13, noise=0.0, topics=load_topics(), scripts=scripts,
+                    context=1.0)
+    plain = gen.plain_scripts
+    assert plain and all(not any(c in s for c in inventory.slots["empathy_cues"]) for s in plain)
+    turns = [gen.turn("agent", "taboo") for _ in range(30)]
+    # Every taboo turn now carries a procedural script clause, and keeps its taboo label.
+    assert all(t.labels == {"taboo": 1, "empathy": 0} for t in turns)
+    clauses = {c.strip("，,；;。！？")[:6] for s in plain for c in re.split(r"[，,；;]", s) if len(c) >= 6}
+    assert sum(any(c in t.text for c in clauses) for t in turns) >= 25
+    off = Generator(inventory, split_of, "train", seed=13, noise=0.0, scripts=scripts, context=0.0)
+    assert sum(any(c in off.turn("agent", "taboo").text for c in clauses) for _ in range(30)) <= 3

@@ -111,8 +111,23 @@ def fit(
     threads: Annotated[
         int, typer.Option("--threads", help="CPU threads for torch; 0 = up to 2, fewer when the machine is busy.")
     ] = 0,
-    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop training after this many seconds.")] = 270.0,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop training after this many seconds.")] = 250.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 13,
+    ngram_dim: Annotated[
+        int,
+        typer.Option("--ngram-dim", help="Width of the transformer's character 1–3-gram branch (0 turns it off)."),
+    ] = 32,
+    ngram_vocab: Annotated[int, typer.Option("--ngram-vocab", help="Most frequent n-grams kept for it.")] = 50_000,
+    thresholds: Annotated[
+        bool,
+        typer.Option("--thresholds/--no-thresholds",
+                     help="Choose a decision threshold per turn output on the validation split (+ --dev)."),
+    ] = True,
+    dev: Annotated[
+        Path | None,
+        typer.Option("--dev", help="Hand-written dev calls JSONL for threshold selection only "
+                     "[default: training/data/dev_calls.jsonl when present]."),
+    ] = None,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -135,6 +150,10 @@ def fit(
         time_budget_s=time_budget,
         seed=seed,
         quiet=state.quiet or None,
+        ngram_dim=ngram_dim,
+        ngram_vocab=ngram_vocab,
+        thresholds=thresholds,
+        dev_path=dev,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

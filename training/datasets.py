@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 STC3_PATH = REPO.parent / "shared" / "eval" / "stc3_dialogues.jsonl"
 GOLD_PATH = REPO / "training" / "data" / "gold_calls.jsonl"
+# Hand-written calls for selection only (decision thresholds); disjoint from the gold set, never trained on.
+DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 TURN_LABEL_NAMES: dict[str, tuple[str, ...]] = {"agent": ("taboo", "empathy"), "customer": ("risk",)}
 

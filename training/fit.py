@@ -23,11 +23,13 @@ from models.classifier.common import (
     ROLE_IDS,
     Aggregator,
     Calibrator,
+    best_threshold,
     call_context,
     call_features,
     prepare,
 )
 from training.datasets import (
+    DEV_PATH,
     TurnExample,
     data_hash,
     load_stc3,
@@ -74,16 +76,25 @@ class FitConfig:
     hidden: int = 128
     layers: int = 2
     heads: int = 4
-    max_turn_length: int = 64
+    max_turn_length: int = 128  # real agent turns are long (a sixth of hand-written dev agent turns > 62 chars)
     max_call_length: int = 128
     call_turn_share: float = 0.3
     use_stc3: bool = True
     stc3_path: Path | None = None
     threads: int = 0  # 0: auto (see auto_threads)
-    time_budget_s: float = 270.0
+    time_budget_s: float = 250.0  # + loading, calibration and saving: the whole fit stays under 5 minutes
     max_turns: int | None = None
     seed: int = 13
     quiet: bool | None = None
+    # Wide branch: a bag of character 1–3-gram embeddings beside the transformer (0 turns it off).
+    ngram_dim: int = 32
+    ngram_vocab: int = 50_000
+    ngram_min_count: int = 3
+    ngram_lr_scale: float = 10.0  # sparse rows learn slowly at the encoder's rate (measured: 1× < 3× < 10×)
+    ngram_dropout: float = 0.0
+    # Per-output decision thresholds chosen on the validation split (+ dev calls when present).
+    thresholds: bool = True
+    dev_path: Path | None = None  # hand-written dev calls for threshold selection [default: DEV_PATH if it exists]
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -94,6 +105,11 @@ class FitConfig:
             raise InputError(f"--base-model {self.base_model}: not a Hugging Face checkpoint folder (no config.json)")
         if self.threads == 0:
             self.threads = auto_threads()
+        if self.ngram_dim < 0 or self.ngram_vocab < 0 or self.ngram_lr_scale <= 0:
+            raise InputError(f"n-gram dim/vocabulary must be >= 0 and the lr scale > 0, got {self.ngram_dim}, "
+                             f"{self.ngram_vocab}, {self.ngram_lr_scale}")
+        if self.dev_path is not None and not Path(self.dev_path).exists():
+            raise InputError(f"--dev {self.dev_path}: no such file")
         if self.epochs <= 0 or self.batch_size < 1 or self.threads < 1 or self.time_budget_s <= 0:
             raise InputError(
                 f"epochs, batch size, threads and time budget must be positive, got {self.epochs}, "
@@ -115,6 +131,7 @@ class TrainData:
     val_calls: list[dict[str, Any]]
     stc3_holdout: list[dict[str, Any]]
     counts: dict[str, int]
+    dev_turns: list[TurnExample] = field(default_factory=list)
 
 
 def _stc3_holdout(call_id: str) -> bool:
@@ -156,10 +173,13 @@ def load_train_data(cfg: FitConfig) -> TrainData:
             n_stc += 1
     val_turns = read_turns(d / "turns_val.jsonl")
     val_calls = read_calls(d / "calls_val.jsonl")
+    dev_path = cfg.dev_path if cfg.dev_path is not None else (DEV_PATH if DEV_PATH.exists() else None)
+    # Hand-written dev calls only choose decision thresholds; they never train the model.
+    dev_turns = turns_of_calls(read_calls(dev_path)) if (dev_path is not None and cfg.thresholds) else []
     counts = {"turns": len(turns), "turns_from_calls": len(call_turns), "extra_turns": len(extra),
               "call_contexts": len(calls_x), "stc3_train": n_stc, "stc3_holdout": len(holdout),
-              "val_turns": len(val_turns), "val_calls": len(val_calls)}
-    return TrainData(turns, calls_x, calls_y, val_turns, val_calls, holdout, counts)
+              "val_turns": len(val_turns), "val_calls": len(val_calls), "dev_turns": len(dev_turns)}
+    return TrainData(turns, calls_x, calls_y, val_turns, val_calls, holdout, counts, dev_turns)
 
 
 def _targets(turns: list[TurnExample]) -> tuple[np.ndarray, np.ndarray]:
@@ -184,7 +204,7 @@ def fit(cfg: FitConfig) -> Path:
     else:
         clf, arch = _fit_transformer(cfg, data)
     train_seconds = time.perf_counter() - t0
-    _calibrate(clf, data)
+    _calibrate(clf, data, thresholds=cfg.thresholds)
     meta = clf.meta
     meta.update(
         {
@@ -199,6 +219,8 @@ def fit(cfg: FitConfig) -> Path:
             "fit_seconds": round(time.perf_counter() - t0, 1),
             "threads": cfg.threads,
             "temperatures": clf.calibrator.to_dict(),
+            "thresholds": dict(clf.calibrator.thresholds),
+            "threshold_selection": getattr(clf, "threshold_report", {}),
             "aggregator": clf.aggregator.to_dict(),
             "max_turn_length": cfg.max_turn_length,
             "max_call_length": cfg.max_call_length,
@@ -231,6 +253,7 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
         CharTokenizer,
         KefuBertClassifier,
         TransformerClassifier,
+        build_ngram_vocab,
         quiet_transformers,
         small_config,
     )
@@ -241,18 +264,31 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     turn_texts = [prepare(t.text) for t in data.turns]
+    ngram_vocab: list[str] = []
+    if cfg.ngram_dim and cfg.ngram_vocab:
+        ngram_vocab = build_ngram_vocab([*turn_texts, *data.calls_x], min_count=cfg.ngram_min_count,
+                                        max_size=cfg.ngram_vocab)
     if cfg.base_model is None:
         tokenizer: Any = CharTokenizer.build([*turn_texts, *data.calls_x])
         config = small_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads,
-                              max(cfg.max_turn_length, cfg.max_call_length) + 2)
+                              max(cfg.max_turn_length, cfg.max_call_length) + 2,
+                              ngram_vocab_size=len(ngram_vocab), ngram_dim=cfg.ngram_dim if ngram_vocab else 0,
+                              ngram_dropout=cfg.ngram_dropout)
         model = KefuBertClassifier(config)
         lr = cfg.lr or 1e-3
     else:
-        from models.classifier.hf_finetune import default_lr, load_base
+        from models.classifier.hf_finetune import default_lr, is_char_checkpoint, load_base
 
-        model, tokenizer = load_base(cfg.base_model)
+        # The n-gram branch needs the char tokenizer (a kefu pretrain output); other checkpoints go without.
+        use_ngrams = bool(ngram_vocab) and is_char_checkpoint(cfg.base_model)
+        model, tokenizer = load_base(cfg.base_model, ngram_vocab_size=len(ngram_vocab) if use_ngrams else 0,
+                                     ngram_dim=cfg.ngram_dim if use_ngrams else 0, ngram_dropout=cfg.ngram_dropout)
         config = model.config
         lr = cfg.lr or default_lr(cfg.base_model)
+        if not use_ngrams:
+            ngram_vocab = []
+    if ngram_vocab:
+        tokenizer.set_ngrams(ngram_vocab)
     max_call = min(cfg.max_call_length, config.max_position_embeddings - 2)
     max_turn = min(cfg.max_turn_length, config.max_position_embeddings - 2)
     y, m = _targets(data.turns)
@@ -261,7 +297,12 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
     n = len(turn_texts)
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     total = max(1, int(steps_per_epoch * cfg.epochs))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    wide = [p for n_, p in model.named_parameters() if n_.startswith("ngram.")]
+    deep = [p for n_, p in model.named_parameters() if not n_.startswith("ngram.")]
+    groups = [{"params": deep}]
+    if wide:
+        groups.append({"params": wide, "lr": lr * cfg.ngram_lr_scale, "weight_decay": 0.0})
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     warm = max(1, total // 20)
     # Linear decay over whichever runs out first, the planned steps or the time budget, so a run cut
     # short by the budget still ends with a small learning rate.
@@ -330,6 +371,10 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
         "num_attention_heads": config.num_attention_heads,
         "vocab_size": config.vocab_size,
         "parameters": int(sum(p.numel() for p in model.parameters())),
+        "ngram_branch": ({"vocab": len(ngram_vocab), "dim": cfg.ngram_dim, "n_max": 3,
+                          "min_count": cfg.ngram_min_count, "lr_scale": cfg.ngram_lr_scale,
+                          "dropout": cfg.ngram_dropout}
+                         if ngram_vocab else None),
         "steps": step + 1,
         "planned_steps": total,
         "stopped_by_time_budget": stopped_early,
@@ -341,7 +386,33 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
     return clf, arch
 
 
-def _calibrate(clf: Any, data: TrainData) -> None:
+def _choose_thresholds(clf: Any, data: TrainData, val_logits: np.ndarray) -> None:
+    """Per turn output, the threshold on the calibrated probability with the best mean F1 over the
+    validation turns and (when present) the hand-written dev calls' turns. Never the test split or gold set."""
+    sources = [("val", data.val_turns, val_logits)]
+    if data.dev_turns:
+        dt = data.dev_turns
+        sources.append(("dev", dt, clf._logits([prepare(t.text) for t in dt], [t.role for t in dt])))
+    report: dict[str, Any] = {}
+    for j, h in enumerate(HEADS):
+        pairs = []
+        names = []
+        for name, turns, lg in sources:
+            rows = [i for i, t in enumerate(turns) if h in t.labels]
+            if not rows:
+                continue
+            y = np.array([turns[i].labels[h] for i in rows])
+            p = clf.calibrator.apply(h, lg[rows, j])
+            pairs.append((y, p))
+            names.append(name)
+        t, score = best_threshold(pairs)
+        clf.calibrator.thresholds[h] = t
+        report[h] = {"threshold": t, "mean_f1": round(score, 4), "sets": names}
+    clf.threshold_report = report
+    log.info("decision thresholds: %s", report)
+
+
+def _calibrate(clf: Any, data: TrainData, thresholds: bool = True) -> None:
     """Temperatures on the validation turns and calls, then the call aggregator on validation calls."""
     clf.calibrator = Calibrator({})
     vt = data.val_turns
@@ -351,6 +422,9 @@ def _calibrate(clf: Any, data: TrainData) -> None:
         clf.calibrator.temperatures[h] = Calibrator.fit_one(
             logits[rows, j], np.array([vt[i].labels[h] for i in rows], dtype=np.float64)
         )
+    clf.threshold_report = {}
+    if thresholds:
+        _choose_thresholds(clf, data, logits)
     contexts = [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.val_calls]
     targets = [int(c["labels"]["complaint_risk"]) for c in data.val_calls]
     contexts += [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.stc3_holdout]

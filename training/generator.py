@@ -208,6 +208,19 @@ def add_asr_noise(text: str, rng: random.Random, level: float = 0.5) -> str:
     return text
 
 
+def snippet(sentence: str, rng: random.Random, limit: int = 40) -> str:
+    """A run of whole clauses of `sentence`, at most `limit` characters (so a long context sentence does not
+    push the labelled core out of the model's window)."""
+    clauses = [c for c in re.split(r"(?<=[，,；;])", sentence) if c]
+    start = rng.randrange(len(clauses))
+    out = ""
+    for c in clauses[start:]:
+        if out and len(out) + len(c) > limit:
+            break
+        out += c
+    return out[:limit].rstrip("，,；;。！？")
+
+
 @dataclass
 class TurnSample:
     """One generated turn with its labels and where it came from."""
@@ -241,6 +254,11 @@ class Generator:
     noise: float = 0.5
     topics: list[str] = field(default_factory=list)
     scripts: list[tuple[str, str]] = field(default_factory=list)
+    # Share of turns whose labelled core is embedded in a label-free knowledge-base sentence: a standard
+    # agent-script sentence without an empathy cue (agents) or a calm customer question (customers).
+    # Real agent turns are long and mostly procedural; this teaches that the procedure carries no label.
+    context: float = 0.6
+    context_chars: int = 40  # longest context snippet; turns are read up to max_turn_length (126) characters
 
     def __post_init__(self) -> None:
         if self.split not in SPLITS:
@@ -252,6 +270,10 @@ class Generator:
                 self.pool.setdefault((p.family, p.role), []).append(p)
         # Script sentences split by scenario id, the same way as patterns: test scenarios are never trained on.
         self.script_pool = [s for s in self.scripts if _bucket(s[0], self.seed) == self.split]
+        cues = tuple(self.inventory.slots.get("empathy_cues", ()))
+        self.plain_scripts = [s for _, s in self.script_pool if not any(c in s for c in cues)]
+        # Topics (calm customer questions) are split by their text, like scripts by scenario.
+        self.topic_pool = [t for t in self.topics if _bucket(t, self.seed) == self.split]
         for key in (("taboo", "agent"), ("empathy", "agent"), ("risk", "customer"), ("neutral", "agent")):
             if not self.pool.get(key):
                 raise InputError(f"no {key[0]} patterns for {key[1]} in the {self.split} split")
@@ -278,6 +300,10 @@ class Generator:
         if role == "agent" and family == "empathy" and rng.random() < 0.3:
             extra, _ = self._clause("empathy", role)  # empathy often comes in two moves
             parts.append(extra)
+        context_pool = self.plain_scripts if role == "agent" else self.topic_pool
+        if context_pool and rng.random() < self.context:
+            for _ in range(1 if rng.random() < 0.7 else 2):
+                parts.insert(rng.randrange(len(parts) + 1), snippet(rng.choice(context_pool), rng, self.context_chars))
         lead = rng.choice(AGENT_LEADS if role == "agent" else CUSTOMER_LEADS)
         text = (lead + "，" if lead else "") + "，".join(parts) + rng.choice(TAILS)
         if rng.random() < 0.5:

@@ -29,6 +29,23 @@ from models.classifier.common import (
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS: tuple[str, ...] = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+NGRAM_FILE = "ngram_vocab.txt"
+NGRAM_PAD = "[PAD]"  # id 0 of the n-gram vocabulary: padding, never a real n-gram
+
+
+def char_ngrams(text: str, n_max: int = 3) -> list[str]:
+    """Every character 1- to n_max-gram of `text`, in order (repeats kept: the bag counts them)."""
+    return [text[i : i + k] for k in range(1, n_max + 1) for i in range(len(text) - k + 1)]
+
+
+def build_ngram_vocab(texts: Iterable[str], n_max: int = 3, min_count: int = 3, max_size: int = 50_000
+                      ) -> list[str]:
+    """The n-gram vocabulary of the wide branch: [PAD] then the most frequent 1..n_max-grams (≥ min_count)."""
+    counts: Counter[str] = Counter()
+    for t in texts:
+        counts.update(g for g in char_ngrams(t, n_max) if not any(c.isspace() for c in g))
+    grams = [g for g, c in counts.most_common(max_size) if c >= min_count]
+    return [NGRAM_PAD, *sorted(grams)]
 
 
 def quiet_transformers() -> None:
@@ -41,12 +58,34 @@ def quiet_transformers() -> None:
 class CharTokenizer:
     """One token per character; vocab.txt is one token per line, readable by BertTokenizer."""
 
-    def __init__(self, vocab: Sequence[str]) -> None:
+    def __init__(self, vocab: Sequence[str], ngram_vocab: Sequence[str] | None = None, ngram_max: int = 3) -> None:
         if list(vocab[: len(SPECIAL_TOKENS)]) != list(SPECIAL_TOKENS):
             raise ValueError(f"a vocabulary must start with {SPECIAL_TOKENS}, got {list(vocab[:5])}")
         self.vocab = list(vocab)
         self.index = {t: i for i, t in enumerate(self.vocab)}
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = range(5)
+        self.ngram_max = ngram_max
+        self.ngram_vocab: list[str] = []
+        self.ngram_index: dict[str, int] = {}
+        if ngram_vocab:
+            self.set_ngrams(ngram_vocab, ngram_max)
+
+    def set_ngrams(self, ngram_vocab: Sequence[str], ngram_max: int = 3) -> None:
+        """Turn on the wide branch's input: encode_batch then also returns `ngram_ids`."""
+        if not ngram_vocab or ngram_vocab[0] != NGRAM_PAD:
+            raise ValueError(f"an n-gram vocabulary must start with {NGRAM_PAD}")
+        self.ngram_vocab = list(ngram_vocab)
+        self.ngram_index = {g: i for i, g in enumerate(self.ngram_vocab) if i}
+        self.ngram_max = ngram_max
+
+    def ngram_batch(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, longest) ids of each text's known 1..ngram_max-grams, 0-padded (at least one column)."""
+        get = self.ngram_index.get
+        rows = [[i for g in char_ngrams(t, self.ngram_max) if (i := get(g))] for t in texts]
+        out = np.zeros((len(texts), max(1, max((len(r) for r in rows), default=0))), dtype=np.int64)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
 
     @classmethod
     def build(cls, texts: Iterable[str], min_count: int = 2, max_size: int = 6000) -> CharTokenizer:
@@ -73,12 +112,20 @@ class CharTokenizer:
         types = np.zeros((n, length), dtype=np.int64)
         if segment is not None:
             types[:] = np.asarray(segment, dtype=np.int64)[:, None] * mask
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        if self.ngram_vocab:
+            out["ngram_ids"] = self.ngram_batch([t[: length - 2] for t in texts])
+        return out
 
     def save(self, directory: Path) -> None:
         (directory / "vocab.txt").write_text("\n".join(self.vocab) + "\n", encoding="utf-8")
-        tok_cfg = {"tokenizer_class": "BertTokenizer", "do_lower_case": True, "tokenize_chinese_chars": True,
-                   "kefu_tokenizer": "char", "model_max_length": 512}
+        tok_cfg: dict[str, Any] = {"tokenizer_class": "BertTokenizer", "do_lower_case": True,
+                                   "tokenize_chinese_chars": True, "kefu_tokenizer": "char", "model_max_length": 512}
+        if self.ngram_vocab:
+            # One n-gram per line; "[PAD]" first. N-grams never contain whitespace, so lines are unambiguous.
+            (directory / NGRAM_FILE).write_text("\n".join(self.ngram_vocab) + "\n", encoding="utf-8")
+            tok_cfg["kefu_ngram_file"] = NGRAM_FILE
+            tok_cfg["kefu_ngram_max"] = self.ngram_max
         (directory / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=1), encoding="utf-8")
 
     @classmethod
@@ -86,7 +133,16 @@ class CharTokenizer:
         path = directory / "vocab.txt"
         if not path.exists():
             raise InputError(f"{path}: missing (a char-transformer model needs its vocabulary)")
-        return cls([line for line in path.read_text(encoding="utf-8").split("\n") if line])
+        tok = cls([line for line in path.read_text(encoding="utf-8").split("\n") if line])
+        cfg_path = directory / "tokenizer_config.json"
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.exists() else {}
+        if cfg.get("kefu_ngram_file"):
+            ng_path = directory / cfg["kefu_ngram_file"]
+            if not ng_path.exists():
+                raise InputError(f"{ng_path}: missing (this model's n-gram branch needs its n-gram vocabulary)")
+            grams = ng_path.read_text(encoding="utf-8").split("\n")
+            tok.set_ngrams([g for g in grams if g], int(cfg.get("kefu_ngram_max", 3)))
+        return tok
 
 
 class HFTokenizerAdapter:
@@ -116,15 +172,33 @@ class KefuBertClassifier(BertPreTrainedModel):
     """BertModel encoder (weights under `bert.`, so BertForMaskedLM can load them) + one linear head per output.
 
     Turn inputs carry the role in token_type_ids (0 agent, 1 customer); the call head reads a call's context.
+    With `config.ngram_vocab_size` > 0 a fastText-style wide branch adds a bag of character 1–3-gram
+    embeddings (ids from the tokenizer's n-gram vocabulary, input `ngram_ids`), concatenated to the
+    pooled transformer vector before the heads.
     """
 
     def __init__(self, config: BertConfig) -> None:
         super().__init__(config)
         self.bert = BertModel(config, add_pooling_layer=False)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
-        self.turn_head = nn.Linear(config.hidden_size, len(HEADS))
-        self.call_head = nn.Linear(config.hidden_size, 1)
+        ngram_vocab = int(getattr(config, "ngram_vocab_size", 0) or 0)
+        ngram_dim = int(getattr(config, "ngram_dim", 0) or 0) if ngram_vocab else 0
+        self.ngram = nn.Embedding(ngram_vocab, ngram_dim, padding_idx=0) if ngram_vocab else None
+        width = config.hidden_size + ngram_dim
+        self.turn_head = nn.Linear(width, len(HEADS))
+        self.call_head = nn.Linear(width, 1)
         self.post_init()
+
+    def bag(self, ngram_ids: torch.Tensor) -> torch.Tensor:
+        """Sum of the n-gram embeddings over sqrt(count) (like an L2-normalised term-frequency vector)."""
+        assert self.ngram is not None
+        drop = float(getattr(self.config, "ngram_dropout", 0.0) or 0.0)
+        if self.training and drop > 0:
+            # N-gram dropout: whole n-grams vanish, so no single pattern-specific n-gram carries a label.
+            ngram_ids = ngram_ids * (torch.rand(ngram_ids.shape, device=ngram_ids.device) >= drop)
+        vec = self.ngram(ngram_ids)  # padding id 0 embeds to zeros
+        count = (ngram_ids > 0).sum(1, keepdim=True).to(vec.dtype)
+        return vec.sum(1) / count.clamp(min=1.0).sqrt()
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
                ) -> torch.Tensor:
@@ -134,19 +208,26 @@ class KefuBertClassifier(BertPreTrainedModel):
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
         return self.dropout(mean + hidden[:, 0])
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
+                ngram_ids: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, 4) logits: taboo, empathy, risk, call_risk (all heads read the same pooled vector)."""
         h = self.pooled(input_ids, attention_mask, token_type_ids)
+        if self.ngram is not None:
+            if ngram_ids is None:
+                raise ValueError("this model has an n-gram branch: pass ngram_ids (CharTokenizer.encode_batch does)")
+            h = torch.cat([h, self.dropout(self.bag(ngram_ids))], dim=-1)
         return torch.cat([self.turn_head(h), self.call_head(h)], dim=-1)
 
 
-def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130
-                 ) -> BertConfig:
-    """The default from-scratch encoder: a few layers over characters."""
+def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130,
+                 ngram_vocab_size: int = 0, ngram_dim: int = 0, ngram_dropout: float = 0.0) -> BertConfig:
+    """The default from-scratch encoder: a few layers over characters (+ the n-gram branch when sized)."""
     if hidden % heads:
         raise ValueError(f"hidden size must be a multiple of the head count, got {hidden} and {heads}")
     return BertConfig(
+        ngram_vocab_size=ngram_vocab_size,
+        ngram_dim=ngram_dim,
+        ngram_dropout=ngram_dropout,
         vocab_size=vocab_size,
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -172,7 +253,7 @@ class TransformerClassifier(TurnModelMixin):
         self.batch_size = batch_size
         self.max_len = int(meta.get("max_turn_length", 128))
         self.max_call_len = int(meta.get("max_call_length", 256))
-        self.calibrator = Calibrator(dict(meta.get("temperatures", {})))
+        self.calibrator = Calibrator.from_meta(meta)
         self.aggregator = Aggregator.from_dict(meta["aggregator"]) if meta.get("aggregator") else default_aggregator()
 
     def _run(self, texts: Sequence[str], segments: Sequence[int], max_len: int) -> np.ndarray:

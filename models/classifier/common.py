@@ -53,9 +53,18 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Calibrator:
-    """Temperature scaling per output, fitted on a validation split (never the test split)."""
+    """Temperature scaling per output, fitted on a validation split (never the test split).
+
+    `thresholds` (optional, per turn output) are decision thresholds chosen on the selection data
+    (the validation split, plus hand-written dev calls when present) on the temperature-scaled
+    probability. They are folded into the output: a turn probability p becomes
+    sigmoid(logit(p) - logit(threshold)), so p == threshold maps to 0.5 and every consumer that
+    flags at 0.5 (QA rules, the call aggregator's counts, `kefu train eval`) decides at the chosen
+    threshold. The order of scores is unchanged (ROC AUC is the same).
+    """
 
     temperatures: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float] = field(default_factory=dict)
 
     @staticmethod
     def fit_one(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -73,10 +82,43 @@ class Calibrator:
         return float(min(fine, key=nll))
 
     def apply(self, name: str, logits: np.ndarray) -> np.ndarray:
-        return sigmoid(np.asarray(logits, dtype=np.float64) / self.temperatures.get(name, 1.0))
+        z = np.asarray(logits, dtype=np.float64) / self.temperatures.get(name, 1.0)
+        if name in self.thresholds:
+            t = min(max(float(self.thresholds[name]), 1e-4), 1 - 1e-4)
+            z = z - math.log(t / (1 - t))
+        return sigmoid(z)
 
     def to_dict(self) -> dict[str, float]:
         return dict(self.temperatures)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> Calibrator:
+        """Temperatures and decision thresholds as saved in kefu_classifier.json."""
+        return cls(dict(meta.get("temperatures", {})), dict(meta.get("thresholds", {}) or {}))
+
+
+def best_threshold(sets: Sequence[tuple[np.ndarray, np.ndarray]], lo: float = 0.05, hi: float = 0.95,
+                   step: float = 0.01) -> tuple[float, float]:
+    """(threshold, mean F1) maximising the mean F1 over the given (labels, probabilities) sets.
+
+    Ties go to the threshold closest to 0.5. Sets without both classes are skipped; with none left, 0.5.
+    """
+    usable = [(np.asarray(y, dtype=int), np.asarray(p, dtype=float)) for y, p in sets]
+    usable = [(y, p) for y, p in usable if len(y) and 0 < y.sum() < len(y)]
+    if not usable:
+        return 0.5, float("nan")
+    best = (-1.0, 0.5)
+    for t in np.round(np.arange(lo, hi + 1e-9, step), 4):
+        f1s = []
+        for y, p in usable:
+            pred = p >= t
+            tp = float((pred & (y == 1)).sum())
+            denom = float(pred.sum() + (y == 1).sum())
+            f1s.append(2 * tp / denom if denom else 0.0)
+        score = float(np.mean(f1s))
+        if score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(t - 0.5) < abs(best[1] - 0.5)):
+            best = (score, float(t))
+    return best[1], best[0]
 
 
 AGG_FEATURES: tuple[str, ...] = (

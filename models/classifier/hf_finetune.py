@@ -18,11 +18,12 @@ def is_char_checkpoint(base: Path) -> bool:
     return cfg_path.exists() and json.loads(cfg_path.read_text(encoding="utf-8")).get("kefu_tokenizer") == "char"
 
 
-def load_base(base: str | Path) -> tuple[Any, Any]:
+def load_base(base: str | Path, **config_overrides: Any) -> tuple[Any, Any]:
     """(KefuBertClassifier with the checkpoint's encoder and fresh heads, its tokenizer adapter).
 
     Works for BertModel, BertForMaskedLM and BertForPreTraining checkpoints (a Chinese BERT, or a
-    `kefu train pretrain` output); nothing is downloaded.
+    `kefu train pretrain` output); nothing is downloaded. `config_overrides` (e.g. ngram_vocab_size,
+    ngram_dim) are set on the config before the weights load; parts the checkpoint lacks start fresh.
     """
     from models.classifier.char_transformer import CharTokenizer, HFTokenizerAdapter, KefuBertClassifier
 
@@ -39,7 +40,12 @@ def load_base(base: str | Path) -> tuple[Any, Any]:
         except (OSError, ValueError) as exc:
             raise InputError(f"--base-model {base}: no usable tokenizer files ({exc})") from exc
     try:
-        model = KefuBertClassifier.from_pretrained(str(base))
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(str(base))
+        for key, value in config_overrides.items():
+            setattr(config, key, value)
+        model = KefuBertClassifier.from_pretrained(str(base), config=config)
     except (OSError, ValueError) as exc:
         raise InputError(f"--base-model {base}: cannot load its weights as a BERT encoder ({exc})") from exc
     log.info("fine-tuning %s (%s, hidden %d)", base, model.config.model_type, model.config.hidden_size)

@@ -43,7 +43,7 @@ class TfidfClassifier(TurnModelMixin):
         self.vectorizer = vectorizer
         self.coefs = coefs  # name → (n_features + 1,) with the intercept last
         self.meta = meta
-        self.calibrator = Calibrator(dict(meta.get("temperatures", {})))
+        self.calibrator = Calibrator.from_meta(meta)
         self.aggregator = Aggregator.from_dict(meta["aggregator"]) if meta.get("aggregator") else default_aggregator()
 
     @classmethod

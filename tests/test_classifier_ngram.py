@@ -1,0 +1,139 @@
+"""The transformer's n-gram (wide) branch and the per-output decision thresholds, on tiny models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.classifier import load_classifier
+from models.classifier.common import Calibrator, best_threshold
+from training.datasets import generate
+from training.fit import FitConfig, fit
+
+TEXTS = ["你去投诉啊 我不怕", "非常理解您的心情 我马上给您加急", "我要打12398投诉你们", "好的 谢谢"]
+ROLES = ["agent", "agent", "customer", "customer"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("ngram_data")
+    generate(out, n_turns=800, n_calls=40, seed=3, quiet=True)
+    # A few hand-written "dev" calls in the gold format: they may choose thresholds, never train.
+    dev = [{"call_id": f"dev-{i}", "turns": [
+        {"role": "agent", "text": "您好 请问有什么可以帮您", "labels": {"taboo": 0, "empathy": 0}},
+        {"role": "customer", "text": "你们再不来修我就打12398" if i % 2 else "我家停电了", "labels": {"risk": i % 2}},
+        {"role": "agent", "text": "你自己看着办吧" if i % 2 else "非常理解您的着急", "labels": {"taboo": i % 2,
+                                                                                   "empathy": 1 - i % 2}},
+    ], "labels": {"complaint_risk": i % 2, "empathy": 1 - i % 2}} for i in range(6)]
+    (out / "dev_calls.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in dev),
+                                         encoding="utf-8")
+    return out
+
+
+def _cfg(data: Path, out: Path, **kw) -> FitConfig:
+    base = {"epochs": 1.0, "hidden": 32, "layers": 1, "heads": 2, "batch_size": 32, "threads": 1,
+            "time_budget_s": 30, "use_stc3": False, "quiet": True, "max_turns": 800, "ngram_dim": 16,
+            "ngram_vocab": 5000, "dev_path": data / "dev_calls.jsonl"}
+    base.update(kw)
+    return FitConfig(data_dir=data, out=out, **base)
+
+
+@pytest.fixture(scope="module")
+def wide_model(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fit(_cfg(data, tmp_path_factory.mktemp("wide") / "model"))
+
+
+@pytest.mark.slow
+def test_ngram_branch_is_saved_and_drives_predictions(wide_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+    from transformers import BertForMaskedLM
+
+    assert (wide_model / "ngram_vocab.txt").read_text(encoding="utf-8").startswith("[PAD]\n")
+    config = json.loads((wide_model / "config.json").read_text(encoding="utf-8"))
+    assert config["ngram_dim"] == 16 and config["ngram_vocab_size"] > 100
+    meta = json.loads((wide_model / "kefu_classifier.json").read_text(encoding="utf-8"))
+    assert meta["architecture"]["ngram_branch"]["dim"] == 16
+    # The encoder still loads as a masked LM (the n-gram table and heads are left out).
+    assert BertForMaskedLM.from_pretrained(str(wide_model)).config.hidden_size == 32
+    before = load_classifier(wide_model, runtime="torch").predict_turns(TEXTS, ROLES)
+    assert before == load_classifier(wide_model, runtime="torch").predict_turns(TEXTS, ROLES)
+    # Zeroing the n-gram table (in a copy) changes the probabilities: the branch is part of every prediction.
+    copy = shutil.copytree(wide_model, tmp_path / "zeroed")
+    tensors = load_file(str(copy / "model.safetensors"))
+    tensors["ngram.weight"] = np.zeros_like(tensors["ngram.weight"])
+    save_file(tensors, str(copy / "model.safetensors"), metadata={"format": "pt"})
+    after = load_classifier(copy, runtime="torch").predict_turns(TEXTS, ROLES)
+    diffs = [abs(a[k] - b[k]) for a, b in zip(before, after, strict=True) for k in a]
+    assert max(diffs) > 1e-3
+
+
+@pytest.mark.slow
+def test_thresholds_chosen_on_val_and_dev_are_saved_and_applied(data: Path, tmp_path: Path) -> None:
+    model = fit(_cfg(data, tmp_path / "m"))
+    meta_path = model / "kefu_classifier.json"
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    assert set(meta["thresholds"]) == {"taboo", "empathy", "risk"}
+    assert all(0.05 <= t <= 0.95 for t in meta["thresholds"].values())
+    assert meta["threshold_selection"]["taboo"]["sets"] == ["val", "dev"]
+    assert meta["train_counts"]["dev_turns"] == 18
+    # A threshold read from disk moves the decision point: the probability equal to it reads 0.5.
+    meta["thresholds"] = {}
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    raw = load_classifier(model, runtime="torch").predict_turns(TEXTS[:1], ROLES[:1])[0]["taboo"]
+    meta["thresholds"] = {"taboo": raw}
+    meta_path.write_text(json.dumps(meta), encoding="utf-8")
+    shifted = load_classifier(model, runtime="torch").predict_turns(TEXTS[:1], ROLES[:1])[0]["taboo"]
+    assert shifted == pytest.approx(0.5, abs=1e-6)
+    no_thr = fit(_cfg(data, tmp_path / "n", thresholds=False))
+    assert json.loads((no_thr / "kefu_classifier.json").read_text(encoding="utf-8"))["thresholds"] == {}
+
+
+@pytest.mark.slow
+def test_onnx_int8_with_the_ngram_input_agrees_with_torch(data: Path, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from training.export import export_and_check
+
+    model = fit(_cfg(data, tmp_path / "m", seed=5))
+    report = export_and_check(model, data / "turns_test.jsonl", tolerance=0.01)
+    assert report["int8_max_abs_diff"] <= 0.01 and report["turns_checked"] > 100
+    names = [i.name for i in ort.InferenceSession(str(model / "onnx" / "model.int8.onnx")).get_inputs()]
+    assert "ngram_ids" in names
+    clf = load_classifier(model)
+    assert "onnx" in clf.name
+    torch_p = load_classifier(model, runtime="torch").predict_turns(TEXTS, ROLES)
+    for a, b in zip(clf.predict_turns(TEXTS, ROLES), torch_p, strict=True):
+        assert all(abs(a[k] - b[k]) <= 0.01 for k in a)
+
+
+def test_tokenizer_ngram_ids_round_trip(tmp_path: Path) -> None:
+    from models.classifier.char_transformer import CharTokenizer, build_ngram_vocab
+
+    texts = ["你去投诉啊", "你去投诉吧", "投诉电话"]
+    tok = CharTokenizer.build(texts, min_count=1)
+    tok.set_ngrams(build_ngram_vocab(texts, min_count=2))
+    enc = tok.encode_batch(["你去投诉", "完全没见过"], 16)
+    ids = enc["ngram_ids"]
+    assert ids.shape[0] == 2 and (ids[0] > 0).sum() > 3 and (ids[1] > 0).sum() == 0  # unknown n-grams dropped
+    tok.save(tmp_path)
+    again = CharTokenizer.load(tmp_path)
+    assert again.ngram_vocab == tok.ngram_vocab
+    assert np.array_equal(again.encode_batch(["你去投诉"], 16)["ngram_ids"], ids[:1, : ids[0].astype(bool).sum()])
+
+
+def test_best_threshold_and_calibrator_shift() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])
+    t, f1 = best_threshold([(y, p)])
+    assert 0.35 < t <= 0.4 and f1 == pytest.approx(1.0)
+    assert best_threshold([(np.zeros(3, dtype=int), np.ones(3))]) == (0.5, pytest.approx(float("nan"), nan_ok=True))
+    cal = Calibrator({"taboo": 2.0}, {"taboo": 0.3})
+    logit = 2.0 * np.log(0.3 / 0.7)  # calibrated probability 0.3 → exactly the threshold
+    assert cal.apply("taboo", np.array([logit]))[0] == pytest.approx(0.5)
+    assert Calibrator.from_meta({"temperatures": {"taboo": 2.0}}).apply("taboo", np.array([logit]))[0] == (
+        pytest.approx(0.3))
