@@ -131,7 +131,8 @@ def load(
 
 def queue(
     status: Annotated[
-        str | None, typer.Option("--status", help="pending, in_review, reviewed, appealed or decided.")
+        str | None, typer.Option("--status", help="pending, in_review, reviewed, appealed, decided or not_sampled "
+                                                  "(loaded with every scored call, not picked by sampling).")
     ] = None,
     agent: Annotated[str | None, typer.Option("--agent", help="Only this agent's calls.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many calls.")] = 50,
@@ -141,7 +142,7 @@ def queue(
     """Calls in the store, most urgent first (fatal, complaint risk, low score), with their review status."""
     from qa_inspect.review.store import open_store
 
-    statuses = ("pending", "in_review", "reviewed", "appealed", "decided")
+    statuses = ("pending", "in_review", "reviewed", "appealed", "decided", "not_sampled")
     if status is not None and status not in statuses:
         raise InputError(f"--status must be one of {', '.join(statuses)}, got {status!r}")
     if limit < 1:

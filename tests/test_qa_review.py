@@ -86,6 +86,19 @@ def test_load_picks_sampled_calls_and_is_idempotent(files: dict[str, Path]) -> N
         assert s.call("C002")["score"] == 70.0
 
 
+def test_calls_loaded_without_sampling_are_not_in_the_review_queue(files: dict[str, Path]) -> None:
+    """The console loads every scored call; the ones sampling did not pick are not pending review."""
+    with ReviewStore(files["db"]) as s:
+        summary = s.load(files["scored"], files["calls"], all_calls=True)
+        assert summary.not_sampled == 0 and summary.calls_new == 4
+        statuses = {r["call_id"]: r["status"] for r in s.queue()}
+        assert sorted(st for st in statuses.values()) == ["not_sampled", "pending", "pending", "pending"]
+        skipped = next(c for c, st in statuses.items() if st == "not_sampled")
+        assert skipped not in {r["call_id"] for r in s.queue(status="pending")}
+        s.manual_score(skipped, 88, "王质检")  # reviewed anyway: it enters the workflow
+        assert s.call(skipped)["status"] == "in_review"
+
+
 def test_hits_are_numbered_classified_and_deduplicated(store: ReviewStore) -> None:
     hits = store.hits("C002")
     assert [(h["ordinal"], h["rule"], h["kind"], h["turn"]) for h in hits] == [

@@ -402,7 +402,11 @@ class ReviewStore:
         any_verdict = q(
             "SELECT 1 FROM verdicts v JOIN hits h ON h.hit_id=v.hit_id WHERE h.call_id=?", (call_id,)
         ).fetchone()
-        return "in_review" if (scored or any_verdict) else "pending"
+        if scored or any_verdict:
+            return "in_review"
+        # Calls loaded with all_calls (the console loads every scored call) that sampling did not pick.
+        sampled = q("SELECT review FROM calls WHERE call_id=?", (call_id,)).fetchone()
+        return "not_sampled" if sampled is not None and sampled[0] == 0 else "pending"
 
     def queue(
         self, status: str | None = None, agent: str | None = None, limit: int | None = None
