@@ -60,3 +60,20 @@ def test_pretrain_command_writes_a_masked_lm(cli, tmp_path: Path) -> None:
     assert (out / "vocab.txt").exists() and (out / "README.md").exists()
     r = cli("train", "pretrain", str(tmp_path / "missing.jsonl"))
     assert r.code == 2 and "no such file" in r.err
+
+
+def test_fit_without_the_stc3_file_trains_the_call_head_on_generated_calls(
+        cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A checkout without ../shared/eval (any user's) still trains; asking for a missing file is an error."""
+    import training.fit
+
+    monkeypatch.setattr(training.fit, "STC3_PATH", tmp_path / "absent" / "stc3_dialogues.jsonl")
+    data = tmp_path / "data"
+    assert cli("--quiet", "train", "data", "--out", str(data), "--turns", "400", "--calls", "30").code == 0
+    with caplog.at_level("WARNING", logger="training.fit"):
+        r = cli("--quiet", "train", "fit", "--data", str(data), "--backend", "tfidf", "--out", str(tmp_path / "m"))
+    assert r.code == 0, r.err
+    assert any("trains without STC-3" in rec.getMessage() for rec in caplog.records)
+    meta = json.loads((tmp_path / "m" / "kefu_classifier.json").read_text(encoding="utf-8"))
+    assert meta["stc3_train_used"] == 0
+    assert "STC-3 train split dialogues used for the call head: 0" in (tmp_path / "m" / "README.md").read_text("utf-8")

@@ -30,6 +30,7 @@ from models.classifier.common import (
 )
 from training.datasets import (
     DEV_PATH,
+    STC3_PATH,
     TurnExample,
     data_hash,
     load_stc3,
@@ -156,7 +157,10 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     calls_y = [float(c["labels"]["complaint_risk"]) for c in calls]
     holdout: list[dict[str, Any]] = []
     n_stc = 0
-    if cfg.use_stc3:
+    if cfg.use_stc3 and cfg.stc3_path is None and not STC3_PATH.exists():
+        # The public STC-3 file sits beside the repository in this workspace, not in a user's checkout.
+        log.warning("%s not found: the call head trains without STC-3 (set FitConfig.stc3_path)", STC3_PATH)
+    elif cfg.use_stc3:
         stc = load_stc3("train", cfg.stc3_path) if cfg.stc3_path else load_stc3("train")
         for row in stc:
             if row.get("split") != "train":  # defence in depth: the test split never trains

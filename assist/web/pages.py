@@ -13,18 +13,18 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from assist.web.replay import EXTENSIONS, MAX_UPLOAD_BYTES, ReplayFileError, parse_upload
 from kefu.web.auth import Principal, require
-from kefu.web.console import NavItem, add_nav, add_templates, page_user, render
+from kefu.web.console import NavItem, add_nav, add_static, add_templates, page_user, render
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
-STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 
 add_templates("agent", HERE / "templates")
+add_static("agent", STATIC)
 add_nav(NavItem("坐席助手", "/console/agent/", "turns", "agent",
                 description="通话中实时推荐场景话术，服务忌语与投诉风险即时提醒；也可回放录音转写做培训。"))
 router = APIRouter(include_in_schema=False)
@@ -49,12 +49,6 @@ def _panel_context(request: Request) -> dict[str, Any]:
     }
 
 
-@router.get("/console/agent/static/{name}")
-async def static(name: str) -> Response:
-    path = STATIC / name
-    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
-        return Response(status_code=404)
-    return FileResponse(path, media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/console/agent/", response_class=HTMLResponse)

@@ -47,6 +47,7 @@ class NavItem:
 
 _loaders: dict[str, FileSystemLoader] = {"kefu": FileSystemLoader(HERE / "templates")}
 _nav: list[NavItem] = []
+_static: dict[str, Path] = {}
 env = Environment(loader=PrefixLoader(_loaders), autoescape=select_autoescape(["html"]), trim_blocks=True,
                   lstrip_blocks=True)
 templates = Jinja2Templates(env=env)
@@ -57,6 +58,13 @@ def add_templates(prefix: str, directory: Path) -> None:
     if prefix in _loaders and Path(_loaders[prefix].searchpath[0]) != Path(directory):
         raise ValueError(f"template prefix {prefix!r} is already taken by {_loaders[prefix].searchpath[0]}")
     _loaders[prefix] = FileSystemLoader(directory)
+
+
+def add_static(group: str, directory: Path) -> None:
+    """Serve `directory` (a page group's own JS and CSS) at /console/<group>/static/."""
+    if not Path(directory).is_dir():
+        raise ValueError(f"static directory of {group!r} does not exist: {directory}")
+    _static[group] = Path(directory)
 
 
 def add_nav(*items: NavItem) -> None:
@@ -208,6 +216,8 @@ def mount_console(app: FastAPI, page_routers: Sequence[APIRouter]) -> None:
                       permission=exc.permission)
 
     app.mount(STATIC_URL, StaticFiles(directory=STATIC_DIR), name="console-static")
+    for group, directory in _static.items():
+        app.mount(f"/console/{group}/static", StaticFiles(directory=directory), name=f"console-{group}-static")
     app.include_router(router)
     for page_router in page_routers:
         app.include_router(page_router)

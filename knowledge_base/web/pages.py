@@ -20,11 +20,11 @@ from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from kefu.io import KefuError
 from kefu.web.auth import Principal, require
-from kefu.web.console import NavItem, add_nav, add_templates, page_user, render
+from kefu.web.console import NavItem, add_nav, add_static, add_templates, page_user, render
 from knowledge_base.kb import KnowledgeBase, load_index_manager, render_version
 from knowledge_base.schema import Script
 from knowledge_base.store import StoreError
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 add_templates("kb", HERE / "templates")
+add_static("kb", STATIC)
 add_nav(NavItem("话术库", "/console/kb/", "kb:read", "kb",
                 description="查找、编写、审核和停用场景话术；版本对比、命中测试、知识缺口与坐席反馈。"))
 router = APIRouter(include_in_schema=False)
@@ -213,13 +214,6 @@ def _hit_test(kb_dir: Path | None, text: str, k: int = HIT_K) -> dict[str, Any]:
 # ---------------------------------------------------------------- static asset
 
 
-@router.get("/console/kb/static/{name}")
-async def static(name: str) -> Response:
-    path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
-        return Response(status_code=404)
-    media = "text/javascript" if name.endswith(".js") else "text/css"
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
 # ---------------------------------------------------------------- library

@@ -27,6 +27,7 @@ from kefu.web.console import (
     PageForbidden,
     SignInRequired,
     add_nav,
+    add_static,
     add_templates,
     current_principal,
     page_user,
@@ -42,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 add_templates("qa", HERE / "templates")
+add_static("qa", STATIC)
 add_nav(NavItem("质检", "/console/qa/", "qa:read", "qa",
                 description="上传通话转写批量评分，按得分、风险、坐席、规则筛选，复核、申诉与校准报表。"),
         NavItem("我的申诉", "/console/qa/appeals", "qa:appeal", "qa", unless="qa:read",
@@ -171,13 +173,6 @@ def scorecards(request: Request) -> list[dict[str, str]]:
 # ---------------------------------------------------------------- static asset
 
 
-@router.get("/console/qa/static/{name}")
-async def static(name: str) -> Response:
-    path = STATIC / name
-    if "/" in name or name.startswith(".") or not path.is_file():
-        return Response(status_code=404)
-    media = "text/javascript" if name.endswith(".js") else "text/css"
-    return FileResponse(path, media_type=media, headers={"Cache-Control": "no-cache"})
 
 
 # ---------------------------------------------------------------- results (the QA home page)
