@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kefu.io import InputError
 from models.classifier import load_classifier
 from models.classifier.common import Calibrator, best_threshold
 from training.datasets import generate
@@ -74,13 +75,13 @@ def test_ngram_branch_is_saved_and_drives_predictions(wide_model: Path, tmp_path
 
 @pytest.mark.slow
 def test_thresholds_chosen_on_val_and_dev_are_saved_and_applied(data: Path, tmp_path: Path) -> None:
-    model = fit(_cfg(data, tmp_path / "m"))
+    model = fit(_cfg(data, tmp_path / "m", dev_use="thresholds"))
     meta_path = model / "kefu_classifier.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     assert set(meta["thresholds"]) == {"taboo", "empathy", "risk"}
     assert all(0.05 <= t <= 0.95 for t in meta["thresholds"].values())
     assert meta["threshold_selection"]["taboo"]["sets"] == ["val", "dev"]
-    assert meta["train_counts"]["dev_turns"] == 18
+    assert meta["train_counts"]["dev_turns"] == 18 and meta["train_counts"]["dev_turns_trained"] == 0
     # A threshold read from disk moves the decision point: the probability equal to it reads 0.5.
     meta["thresholds"] = {}
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
@@ -91,6 +92,15 @@ def test_thresholds_chosen_on_val_and_dev_are_saved_and_applied(data: Path, tmp_
     assert shifted == pytest.approx(0.5, abs=1e-6)
     no_thr = fit(_cfg(data, tmp_path / "n", thresholds=False))
     assert json.loads((no_thr / "kefu_classifier.json").read_text(encoding="utf-8"))["thresholds"] == {}
+
+
+def test_dev_calls_train_by_default_and_then_leave_thresholds_to_validation(wide_model: Path, data: Path) -> None:
+    meta = json.loads((wide_model / "kefu_classifier.json").read_text(encoding="utf-8"))
+    # 18 labelled dev turns, each repeated dev_weight (5) times, always kept by the max_turns cut.
+    assert meta["train_counts"]["dev_turns_trained"] == 90 and meta["train_counts"]["dev_turns"] == 0
+    assert meta["threshold_selection"]["taboo"]["sets"] == ["val"]
+    with pytest.raises(InputError, match="--dev-use must be one of train, thresholds, none"):
+        _cfg(data, data / "x", dev_use="tune")
 
 
 @pytest.mark.slow

@@ -121,13 +121,21 @@ def fit(
     thresholds: Annotated[
         bool,
         typer.Option("--thresholds/--no-thresholds",
-                     help="Choose a decision threshold per turn output on the validation split (+ --dev)."),
+                     help="Choose a decision threshold per turn output on the validation split "
+                          "(+ the dev calls with --dev-use thresholds)."),
     ] = True,
     dev: Annotated[
         Path | None,
-        typer.Option("--dev", help="Hand-written dev calls JSONL for threshold selection only "
+        typer.Option("--dev", help="Hand-written dev calls JSONL "
                      "[default: training/data/dev_calls.jsonl when present]."),
     ] = None,
+    dev_use: Annotated[
+        str,
+        typer.Option("--dev-use", help="What the dev calls do: train (their turns are training data, repeated "
+                     "--dev-weight times; thresholds from validation alone), thresholds (they only choose the "
+                     "thresholds) or none."),
+    ] = "train",
+    dev_weight: Annotated[int, typer.Option("--dev-weight", help="Repeats of each dev turn with --dev-use train.")] = 5,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -154,6 +162,8 @@ def fit(
         ngram_vocab=ngram_vocab,
         thresholds=thresholds,
         dev_path=dev,
+        dev_use=dev_use,
+        dev_weight=dev_weight,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

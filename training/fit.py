@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 Backend = Literal["char_transformer", "tfidf"]
 BACKENDS: tuple[str, ...] = ("char_transformer", "tfidf")
+DEV_USES: tuple[str, ...] = ("train", "thresholds", "none")
 
 
 def auto_threads(limit: int = 2) -> int:
@@ -93,9 +94,15 @@ class FitConfig:
     ngram_min_count: int = 3
     ngram_lr_scale: float = 10.0  # sparse rows learn slowly at the encoder's rate (measured: 1× < 3× < 10×)
     ngram_dropout: float = 0.0
-    # Per-output decision thresholds chosen on the validation split (+ dev calls when present).
+    # Per-output decision thresholds chosen on the validation split (+ dev calls with dev_use="thresholds").
     thresholds: bool = True
-    dev_path: Path | None = None  # hand-written dev calls for threshold selection [default: DEV_PATH if it exists]
+    dev_path: Path | None = None  # hand-written dev calls [default: DEV_PATH if it exists]
+    # What the hand-written dev calls do: "train" (their turns join the training data, repeated dev_weight
+    # times; thresholds then come from validation alone), "thresholds" (they only choose the thresholds),
+    # "none". Measured on a two-fold split of the dev calls: training on one half raised the other half's
+    # taboo F1 0.779 → 0.831 (AUC 0.973 → 0.989) against a model whose thresholds had seen that half.
+    dev_use: str = "train"
+    dev_weight: int = 5
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -109,6 +116,10 @@ class FitConfig:
         if self.ngram_dim < 0 or self.ngram_vocab < 0 or self.ngram_lr_scale <= 0:
             raise InputError(f"n-gram dim/vocabulary must be >= 0 and the lr scale > 0, got {self.ngram_dim}, "
                              f"{self.ngram_vocab}, {self.ngram_lr_scale}")
+        if self.dev_use not in DEV_USES:
+            raise InputError(f"--dev-use must be one of {', '.join(DEV_USES)}, got {self.dev_use!r}")
+        if self.dev_weight < 1:
+            raise InputError(f"--dev-weight must be >= 1, got {self.dev_weight}")
         if self.dev_path is not None and not Path(self.dev_path).exists():
             raise InputError(f"--dev {self.dev_path}: no such file")
         if self.epochs <= 0 or self.batch_size < 1 or self.threads < 1 or self.time_budget_s <= 0:
@@ -178,9 +189,13 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     val_turns = read_turns(d / "turns_val.jsonl")
     val_calls = read_calls(d / "calls_val.jsonl")
     dev_path = cfg.dev_path if cfg.dev_path is not None else (DEV_PATH if DEV_PATH.exists() else None)
-    # Hand-written dev calls only choose decision thresholds; they never train the model.
-    dev_turns = turns_of_calls(read_calls(dev_path)) if (dev_path is not None and cfg.thresholds) else []
+    dev_all = turns_of_calls(read_calls(dev_path)) if (dev_path is not None and cfg.dev_use != "none") else []
+    # Hand-written dev calls either train (real speech the generator cannot write) or choose thresholds.
+    dev_trained = dev_all * cfg.dev_weight if cfg.dev_use == "train" else []
+    turns = turns + dev_trained  # after the max_turns cut: a small run still learns from them
+    dev_turns = dev_all if (cfg.dev_use == "thresholds" and cfg.thresholds) else []
     counts = {"turns": len(turns), "turns_from_calls": len(call_turns), "extra_turns": len(extra),
+              "dev_turns_trained": len(dev_trained),
               "call_contexts": len(calls_x), "stc3_train": n_stc, "stc3_holdout": len(holdout),
               "val_turns": len(val_turns), "val_calls": len(val_calls), "dev_turns": len(dev_turns)}
     return TrainData(turns, calls_x, calls_y, val_turns, val_calls, holdout, counts, dev_turns)
