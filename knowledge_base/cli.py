@@ -17,7 +17,6 @@ from knowledge_base.search_cli import register as register_search
 if TYPE_CHECKING:
     from knowledge_base.kb import IndexResult, KnowledgeBase
     from knowledge_base.schema import Script
-    from knowledge_base.store import ScriptVersion
 
 app = typer.Typer(
     name="kb",
@@ -428,15 +427,6 @@ def show(
         typer.echo("".join(render_version(latest)), nl=False)
 
 
-def _changed_fields(old: ScriptVersion | None, new: ScriptVersion) -> list[str]:
-    if old is None:
-        return []
-    keys = sorted(set(old.content) | set(new.content))
-    fields = [k for k in keys if old.content.get(k) != new.content.get(k)]
-    if old.status != new.status:
-        fields.insert(0, "status")
-    return fields
-
 
 @app.command()
 def history(script_id: IdArg, kb: KbOpt = None, as_json: JsonOpt = False) -> None:
@@ -445,7 +435,7 @@ def history(script_id: IdArg, kb: KbOpt = None, as_json: JsonOpt = False) -> Non
         versions = base.history(script_id)
     previous = None
     for v in versions:
-        fields = _changed_fields(previous, v)
+        fields = v.changed_fields(previous)
         if as_json:
             _echo_json({**v.to_dict(), "changed": fields})
         else:

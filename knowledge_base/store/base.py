@@ -85,6 +85,16 @@ class ScriptVersion:
     def script(self) -> Script:
         return script_from_content(self.content, self.status, self.version)
 
+    def changed_fields(self, previous: ScriptVersion | None) -> list[str]:
+        """Fields that differ from `previous` (status first); empty for the first version."""
+        if previous is None:
+            return []
+        keys = sorted(set(previous.content) | set(self.content))
+        fields = [k for k in keys if previous.content.get(k) != self.content.get(k)]
+        if previous.status != self.status:
+            fields.insert(0, "status")
+        return fields
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,

@@ -273,15 +273,6 @@ async def library(request: Request, principal: Principal = Depends(page_user("kb
 # ---------------------------------------------------------------- one script: fields, lint, feedback, history, diff
 
 
-def _changed_fields(old: Any, new: Any) -> list[str]:
-    if old is None:
-        return []
-    keys = sorted(set(old.content) | set(new.content))
-    fields = [k for k in keys if old.content.get(k) != new.content.get(k)]
-    if old.status != new.status:
-        fields.insert(0, "status")
-    return fields
-
 
 def _diff_lines(text: str) -> list[tuple[str, str]]:
     """(css class, line) for a unified diff: add, del, hunk header or context."""
@@ -326,7 +317,7 @@ async def script_page(request: Request, script_id: str,
             history = []
             previous = None
             for v in versions:
-                history.append({"v": v, "changed": _changed_fields(previous, v)})
+                history.append({"v": v, "changed": v.changed_fields(previous)})
                 previous = v
             history.reverse()  # newest first
             last = versions[-1].version
