@@ -134,7 +134,14 @@ def test_request_size_limit(tmp_path: Path, signals: dict) -> None:
             yield b'"}'
 
         r = c.post("/v1/calls/C4/turns", content=chunks(), headers={"content-type": "application/json"})
-        assert r.status_code == 413
+        assert r.status_code == 413 and "at most 1024 bytes" in r.json()["message"]
+
+        def small():  # a chunked body within the limit streams through to the route
+            yield b'{"role": "customer", '
+            yield '"text": "我家停电了"}'.encode()
+
+        r = c.post("/v1/calls/C5/turns", content=small(), headers={"content-type": "application/json"})
+        assert r.status_code == 200 and r.json()["turn"] == 0
 
 
 def test_session_limit_evicts_the_oldest_idle_call(tmp_path: Path, signals: dict) -> None:

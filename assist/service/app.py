@@ -64,32 +64,35 @@ class BodyLimit:
                     return
                 await self.app(scope, receive, send)  # the server stops the body at Content-Length
                 return
-        # No Content-Length (chunked): read the body up to the limit, then hand it on in one piece.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
+        # No Content-Length (chunked): count the body as it streams to the app, without holding it (uploads
+        # may be large). Past the limit the app sees a disconnect and the client gets 413 instead.
+        state = {"seen": 0, "over": False, "started": False}
+
+        async def counting_receive() -> Message:
+            if state["over"]:
+                return {"type": "http.disconnect"}
             message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([message], receive), send)
-                return
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
-            if seen > limit:
-                await _too_large(send, limit)
-                return
-            if not message.get("more_body", False):
-                break
-        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        await self.app(scope, _replay([body], receive), send)
+            if message["type"] == "http.request":
+                state["seen"] += len(message.get("body", b""))
+                if state["seen"] > limit:
+                    state["over"] = True
+                    return {"type": "http.disconnect"}
+            return message
 
+        async def guarded_send(message: Message) -> None:
+            if state["over"] and not state["started"]:
+                return  # the app's answer to a cut-off body is replaced by the 413 below
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
 
-def _replay(messages: list[Message], receive: Callable[[], Awaitable[Message]]) -> Callable[[], Awaitable[Message]]:
-    pending = list(messages)
-
-    async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replay
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not state["over"]:
+                raise
+        if state["over"] and not state["started"]:
+            await _too_large(send, limit)
 
 
 async def _too_large(send: Callable[[Message], Awaitable[None]], limit: int) -> None:
