@@ -39,6 +39,8 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+from kefu.web.problems import error_text_zh
+
 log = logging.getLogger(__name__)
 
 STATES = ("queued", "running", "sampling", "loading", "done", "failed", "interrupted", "cancelled")
@@ -423,33 +425,10 @@ def run(path: Path) -> int:
         return 1
 
 
-_BAD_JSON = re.compile(r"^invalid JSON: (.*) at column (\d+)$")
-_JSON_ZH = (("Unterminated string", "字符串没有结束"), ("Invalid control character", "字符串没有结束"),
-            ("Expecting value", "缺少值"), ("Expecting ',' delimiter", "缺少逗号"),
-            ("Expecting ':' delimiter", "缺少冒号"), ("Expecting property name", "属性名须用双引号"),
-            ("Extra data", "后面多出内容"))  # fmt: skip
-_ZH = (("is required and must not be empty", "必填且不能为空"), ("is required", "必填"),
-       ("is empty: a call needs at least one turn", "为空：一通电话至少要有一轮对话"),
-       ("must be a list of turns", "应为对话轮次的列表"),
-       ("a transcript must be a JSON object", "每行应是一个 JSON 对象"),
-       ("must be agent or customer", "应为 agent/customer（或 坐席/客户）"))  # fmt: skip
-
-
-def describe_error(error: str) -> str:
-    """Chinese for the reader's most common problems; anything else is kept as it is."""
-    m = _BAD_JSON.match(error)
-    if m:
-        what = next((zh for en, zh in _JSON_ZH if m.group(1).startswith(en)), m.group(1))
-        return f"不是有效的 JSON：第 {m.group(2)} 列{what}（行可能被截断，或缺少括号、引号、逗号）"
-    for en, zh in _ZH:
-        error = error.replace(en, zh)
-    return error
-
-
 def _error_entry(obj: dict[str, Any], status: _Status) -> dict[str, Any]:
     line, where = _where(obj.get("source"))
     return {"line": line, "where": where, "call_id": obj.get("call_id"),
-            "error": describe_error(status.clean(str(obj.get("error"))))}
+            "error": error_text_zh(status.clean(str(obj.get("error"))))}
 
 
 def main(argv: list[str] | None = None) -> int:
