@@ -7,7 +7,7 @@ import difflib
 import logging
 import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,12 +79,7 @@ class IndexResult:
         }.get(self.state, self.state)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "kb_version": self.kb_version,
-            "indexed_version": self.indexed_version,
-            "error": self.error,
-        }
+        return asdict(self)
 
 
 @dataclass(slots=True)
@@ -120,18 +115,7 @@ class ImportReport:
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "total": self.total,
-            "created": self.created,
-            "updated": self.updated,
-            "status_changed": self.status_changed,
-            "retired_missing": self.retired_missing,
-            "unchanged": self.unchanged,
-            "kb_version": self.kb_version,
-            "dry_run": self.dry_run,
-            "index": None if self.index is None else self.index.to_dict(),
-        }
+        return asdict(self)  # the index result nests as a dict (or None)
 
 
 class _DryRun(Exception):
