@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import typer
 
 from kefu.cli import main
 
@@ -69,3 +70,18 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture()
+def qa_app() -> typer.Typer:
+    """A bare Typer app with the `qa report` / `qa review` commands registered (report and review tests)."""
+    from qa_inspect.review_cli import register
+
+    app = typer.Typer(rich_markup_mode=None)
+
+    @app.callback()
+    def _root() -> None:
+        """Test root."""
+
+    register(app)
+    return app

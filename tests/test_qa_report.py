@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from kefu.io import KefuError
 from qa_inspect.report import ReportData, aggregate, build_report
-from qa_inspect.review_cli import register
 
 
 def _dims(c: float, e: float, p: float, a: float) -> dict[str, Any]:
@@ -99,18 +98,6 @@ def write_scored(path: Path, rows: list[Any] = SCORED, garbage: bool = True) -> 
 @pytest.fixture()
 def scored(tmp_path: Path) -> Path:
     return write_scored(tmp_path / "out.jsonl")
-
-
-@pytest.fixture()
-def qa_app() -> typer.Typer:
-    app = typer.Typer(rich_markup_mode=None)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
 
 
 def run(app: typer.Typer, *args: str) -> Any:

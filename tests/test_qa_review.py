@@ -18,20 +18,7 @@ from qa_inspect.review.calibration import calibration, cohen_kappa, pearson, wil
 from qa_inspect.review.export import reviewed_turns
 from qa_inspect.review.links import link_hits, query_for_hit
 from qa_inspect.review.store import ReviewError, ReviewStore
-from qa_inspect.review_cli import register
 from tests.test_qa_report import SCORED, TRANSCRIPTS, run, write_scored
-
-
-@pytest.fixture()
-def qa_app() -> typer.Typer:
-    app = typer.Typer(rich_markup_mode=None)
-
-    @app.callback()
-    def _root() -> None:
-        """Test root."""
-
-    register(app)
-    return app
 
 
 @pytest.fixture()
