@@ -17,6 +17,21 @@ def _short(label: str, n: int = 16) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
+def _svg_open(width: int, height: int, label: str, font_size: int) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+            f'height="{height}" role="img" aria-label="{_e(label)}" {FONT} font-size="{font_size}">')
+
+
+def _x_grid(label_w: int, plot_w: float, top: int, height: int, bottom: int, ticks: list[str]) -> list[str]:
+    """Vertical grid lines with their tick labels under the plot, evenly spaced from 0 to the maximum."""
+    parts = []
+    for k, tick in enumerate(ticks):
+        x = label_w + plot_w * k / (len(ticks) - 1)
+        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{GRID}"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">{_e(tick)}</text>')
+    return parts
+
+
 def hbars(
     items: list[tuple[str, float | None, str]],
     *,
@@ -34,13 +49,8 @@ def hbars(
     top, bottom = 8, 26
     plot_w = width - label_w - 60
     height = top + bar_h * len(items) + bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="{_e(label)}" {FONT} font-size="12">']  # fmt: skip
-    for k in range(5):
-        x = label_w + plot_w * k / 4
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">'
-                     f"{_e(fmt.format(max_value * k / 4))}</text>")  # fmt: skip
+    parts = [_svg_open(width, height, label, 12),
+             *_x_grid(label_w, plot_w, top, height, bottom, [fmt.format(max_value * k / 4) for k in range(5)])]
     if threshold is not None:
         x = label_w + plot_w * threshold / max_value
         parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{BAD}" '
@@ -68,12 +78,8 @@ def precision_chart(rows: list[dict[str, Any]], names: dict[str, str], width: in
     label_w, top, bottom = 200, 8, 26
     plot_w = width - label_w - 70
     height = top + bar_h * len(rows) + bottom
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" role="img" aria-label="规则准确率" {FONT} font-size="12">']  # fmt: skip
-    for k in range(5):
-        x = label_w + plot_w * k / 4
-        parts.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{height - bottom}" stroke="{GRID}"/>')
-        parts.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" fill="{GREY}">{25 * k}%</text>')
+    parts = [_svg_open(width, height, "规则准确率", 12),
+             *_x_grid(label_w, plot_w, top, height, bottom, [f"{25 * k}%" for k in range(5)])]
     for i, r in enumerate(rows):
         y = top + i * bar_h
         name = names.get(r["rule"], r["rule"])
@@ -109,8 +115,7 @@ def scatter(pairs: list[tuple[float, float, str]], size: int = 300) -> str:
     def xy(a: float, b: float) -> tuple[float, float]:
         return pad + plot * a / 100, 10 + plot - plot * b / 100
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" width="{size}" height="{size}" '
-             f'role="img" aria-label="机器得分与人工得分" {FONT} font-size="11">']  # fmt: skip
+    parts = [_svg_open(size, size, "机器得分与人工得分", 11)]
     for k in range(5):
         x, y = xy(25 * k, 25 * k)
         parts.append(f'<line x1="{pad}" y1="{y:.1f}" x2="{pad + plot}" y2="{y:.1f}" stroke="{GRID}"/>'
