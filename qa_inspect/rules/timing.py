@@ -32,13 +32,19 @@ class SilenceRule:
             return []
         turns = transcript.turns
         hits = []
+        # Running values instead of rescanning the turns before each one (calls can have hundreds of turns).
+        latest_end = turns[0].end if turns else None
+        last_agent = 0 if turns and turns[0].role == "agent" else None
         for i in range(1, len(turns)):
+            previous_end, previous_agent = latest_end, last_agent
+            latest_end = max(latest_end, turns[i].end)  # type: ignore[type-var]
+            if turns[i].role == "agent":
+                last_agent = i
             if self.role != "any" and turns[i].role != self.role:
                 continue
-            gap = turns[i].start - max(t.end for t in turns[:i])  # type: ignore[operator,type-var]
+            gap = turns[i].start - previous_end  # type: ignore[operator]
             limit = self.max_s
-            last_agent = next((j for j in range(i - 1, -1, -1) if turns[j].role == "agent"), None)
-            if self.hold is not None and last_agent is not None and self.hold.find(ctx.text(last_agent)):
+            if self.hold is not None and previous_agent is not None and self.hold.find(ctx.text(previous_agent)):
                 limit = self.hold_max_s
             if gap > limit:
                 hits.append(RuleHit(self.type, "timing", i, None, "", {"gap_s": round(gap, 2), "limit_s": limit}))
