@@ -147,6 +147,12 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
+def _login_form(request: Request, next_url: str, error: str = "", status_code: int = 200) -> HTMLResponse:
+    """The sign-in page (outside the shell: nobody is signed in yet)."""
+    return templates.TemplateResponse(request, "kefu/login.html", {"next": next_url, "error": error,
+                                       "static": STATIC_URL, "version": __version__}, status_code=status_code)
+
+
 router = APIRouter(include_in_schema=False)
 
 
@@ -172,9 +178,7 @@ async def home(request: Request) -> Response:
 async def login_page(request: Request, next: str | None = None) -> Response:
     if not request.app.state.keys.enabled:
         return RedirectResponse(_safe_next(next), status_code=303)
-    return templates.TemplateResponse(request, "kefu/login.html",
-                                      {"next": _safe_next(next), "error": "", "static": STATIC_URL,
-                                       "version": __version__})
+    return _login_form(request, _safe_next(next))
 
 
 @router.post("/console/login", response_class=HTMLResponse)
@@ -186,9 +190,7 @@ async def login(request: Request, key: str = Form(""), next: str = Form("/consol
     principal = keys.lookup(key.strip())
     if principal is None:
         log.info("console sign-in refused (unknown key)")
-        return templates.TemplateResponse(request, "kefu/login.html",
-                                          {"next": target, "error": "密钥无效，请检查后重试。", "static": STATIC_URL,
-                                           "version": __version__}, status_code=401)
+        return _login_form(request, target, "密钥无效，请检查后重试。", status_code=401)
     log.info("console sign-in: %s (%s)", principal.name, principal.role)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(COOKIE_NAME, key.strip(), max_age=COOKIE_MAX_AGE_S, httponly=True, samesite="strict",
