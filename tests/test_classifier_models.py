@@ -75,7 +75,8 @@ def test_backends_follow_the_call_classifier_contract(which: str, request: pytes
 def test_saved_directory_is_hugging_face_style_and_round_trips(tiny_transformer: Path) -> None:
     from transformers import BertForMaskedLM
 
-    for name in ("config.json", "model.safetensors", "vocab.txt", "README.md", "kefu_classifier.json"):
+    for name in ("config.json", "model.safetensors", "vocab.txt", "README.md", "kefu_classifier.json",
+                 "call_text.json", "call_text.safetensors"):
         assert (tiny_transformer / name).exists(), name
     card = (tiny_transformer / "README.md").read_text(encoding="utf-8")
     assert "taboo" in card and "data hash" in card

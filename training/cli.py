@@ -136,6 +136,17 @@ def fit(
                      "thresholds) or none."),
     ] = "train",
     dev_weight: Annotated[int, typer.Option("--dev-weight", help="Repeats of each dev turn with --dev-use train.")] = 5,
+    call_text: Annotated[
+        bool,
+        typer.Option("--call-text/--no-call-text",
+                     help="Also fit the whole-call text model (TF-IDF views of the call + ridge) that the "
+                          "call aggregator reads."),
+    ] = True,
+    call_text_weight: Annotated[
+        float,
+        typer.Option("--call-text-weight", help="Weight of a labelled call (generated or dev) against an STC-3 "
+                     "dialogue in the whole-call text model."),
+    ] = 0.1,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -164,6 +175,8 @@ def fit(
         dev_path=dev,
         dev_use=dev_use,
         dev_weight=dev_weight,
+        call_text=call_text,
+        call_text_weight=call_text_weight,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

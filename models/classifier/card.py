@@ -39,6 +39,9 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "## Labels",
         f"- turn outputs: {', '.join(HEADS)} (taboo/empathy apply to agent turns, risk to customer turns)",
         f"- call context head: {CALL_HEAD}; call outputs: complaint_risk, empathy",
+        *([f"- whole-call text model (call_text.json/.safetensors): character 1–3-gram TF-IDF of the customer, "
+           f"agent, first, later and last customer turns + call shape, ridge regression on dissatisfaction; "
+           f"{json.dumps(meta['call_text'], ensure_ascii=False)}"] if meta.get("call_text") else []),
         "",
         "## Training data",
         f"- generated data hash: `{meta.get('data_hash', '?')}` "

@@ -15,6 +15,7 @@ from torch import nn
 from transformers import BertConfig, BertModel, BertPreTrainedModel
 
 from kefu.io import InputError
+from models.classifier.call_text import load_call_text
 from models.classifier.common import (
     CALL_HEAD,
     HEADS,
@@ -287,6 +288,8 @@ class TransformerClassifier(TurnModelMixin):
         self.model.save_pretrained(str(directory), safe_serialization=True)
         self.tokenizer.save(directory)
         (directory / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        if self.call_text is not None:
+            self.call_text.save(directory)
         write_card(directory, self.meta, card)
         return directory
 
@@ -305,4 +308,6 @@ class TransformerClassifier(TurnModelMixin):
 
             tokenizer = HFTokenizerAdapter(AutoTokenizer.from_pretrained(str(directory)))
         name = "char-transformer" if meta.get("backend") == "char_transformer" else "bert-finetuned"
-        return cls(model, tokenizer, meta, name=name, batch_size=batch_size)
+        clf = cls(model, tokenizer, meta, name=name, batch_size=batch_size)
+        clf.call_text = load_call_text(directory)
+        return clf

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from kefu.schemas import Transcript, normalize_role
 from kefu.text import normalize
 from models.classifier_base import TURN_LABELS, CallScores
+
+if TYPE_CHECKING:
+    from models.classifier.call_text import CallTextModel
 
 # Output columns of every turn model, in this order; the call head reads a whole call's context.
 HEADS: tuple[str, ...] = ("taboo", "empathy", "risk")
@@ -134,11 +137,14 @@ AGG_FEATURES: tuple[str, ...] = (
     "empathy_share",
     "call_risk",
     "turns_log",
+    "call_text",
 )
 
 
-def call_features(turns: Sequence[dict[str, float]], roles: Sequence[str], call_risk: float) -> list[float]:
-    """Order-aware features of one call from its turn probabilities and the call head's probability."""
+def call_features(turns: Sequence[dict[str, float]], roles: Sequence[str], call_risk: float,
+                  call_text: float = 0.0) -> list[float]:
+    """Order-aware features of one call from its turn probabilities, the call head's probability and
+    the whole-call text model's score (0 for a model without one)."""
     risk = [t["risk"] for t, r in zip(turns, roles, strict=True) if r == "customer"]
     taboo = [t["taboo"] for t, r in zip(turns, roles, strict=True) if r == "agent"]
     emp = [t["empathy"] for t, r in zip(turns, roles, strict=True) if r == "agent"]
@@ -159,6 +165,7 @@ def call_features(turns: Sequence[dict[str, float]], roles: Sequence[str], call_
         float(np.mean([x > 0.5 for x in emp])) if emp else 0.0,
         call_risk,
         math.log1p(len(turns)),
+        call_text,
     ]
 
 
@@ -188,9 +195,19 @@ class Aggregator:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Aggregator:
-        if list(data.get("features", [])) != list(AGG_FEATURES):
-            raise ValueError(f"aggregator features {data.get('features')} differ from this version's {AGG_FEATURES}")
-        return cls(weights={k: list(v) for k, v in data["weights"].items()})
+        saved = list(data.get("features", []))
+        unknown = [f for f in saved if f not in AGG_FEATURES]
+        if unknown or len(set(saved)) != len(saved):
+            raise ValueError(f"aggregator features {saved} do not fit this version's {list(AGG_FEATURES)}; "
+                             "retrain the model")
+        # A model saved before a feature existed gives it weight 0 (e.g. call_text in older models).
+        weights = {}
+        for name, w in data["weights"].items():
+            if len(w) != len(saved) + 1:
+                raise ValueError(f"aggregator weights {name!r} have {len(w)} entries, expected {len(saved) + 1}")
+            by_name = dict(zip(saved, w[:-1], strict=True))
+            weights[name] = [float(by_name.get(f, 0.0)) for f in AGG_FEATURES] + [float(w[-1])]
+        return cls(weights=weights)
 
 
 def default_aggregator() -> Aggregator:
@@ -212,6 +229,7 @@ class TurnModelMixin:
     name: str
     calibrator: Calibrator
     aggregator: Aggregator
+    call_text: CallTextModel | None = None
 
     def _logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -234,6 +252,12 @@ class TurnModelMixin:
             {name: float(probs[i, HEADS.index(name)]) for name in TURN_LABELS[role]} for i, role in enumerate(roles)
         ]
 
+    def call_text_scores(self, calls: Sequence[Sequence[tuple[str, str]]]) -> np.ndarray:
+        """The whole-call text model's score per call ((role, text) turns); zeros when the model has none."""
+        if self.call_text is None:
+            return np.zeros(len(calls))
+        return self.call_text.score(calls)
+
     def predict_calls(self, transcripts: Sequence[Transcript]) -> list[CallScores]:
         texts: list[str] = []
         roles: list[str] = []
@@ -246,9 +270,11 @@ class TurnModelMixin:
         turn_scores = self.predict_turns(texts, roles)
         contexts = [call_context([(t.role, t.text) for t in tr.turns]) for tr in transcripts]
         call_risk = self.calibrator.apply(CALL_HEAD, self._call_logits(contexts)) if contexts else np.zeros(0)
+        call_text = self.call_text_scores([[(t.role, t.text) for t in tr.turns] for tr in transcripts])
         out: list[CallScores] = []
         feats = [
-            call_features(turn_scores[a:b], roles[a:b], float(call_risk[k])) for k, (a, b) in enumerate(bounds)
+            call_features(turn_scores[a:b], roles[a:b], float(call_risk[k]), float(call_text[k]))
+            for k, (a, b) in enumerate(bounds)
         ]
         if not feats:
             return out

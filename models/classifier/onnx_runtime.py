@@ -119,6 +119,9 @@ class OnnxClassifier(TurnModelMixin):
 
         agg = self.meta.get("aggregator")
         self.aggregator = Aggregator.from_dict(agg) if agg else default_aggregator()
+        from models.classifier.call_text import load_call_text
+
+        self.call_text = load_call_text(model_dir)
 
     def _run(self, texts: Sequence[str], segments: Sequence[int], max_len: int) -> np.ndarray:
         result = np.zeros((len(texts), len(HEADS) + 1), dtype=np.float64)

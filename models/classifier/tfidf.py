@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from models.classifier.call_text import load_call_text
 from models.classifier.common import (
     CALL_HEAD,
     HEADS,
@@ -102,6 +103,8 @@ class TfidfClassifier(TurnModelMixin):
                   "ngram_range": [1, 3], "analyzer": "char"}
         (directory / "config.json").write_text(json.dumps(config, indent=1), encoding="utf-8")
         (directory / META_FILE).write_text(json.dumps(self.meta, ensure_ascii=False, indent=1), encoding="utf-8")
+        if self.call_text is not None:
+            self.call_text.save(directory)
         write_card(directory, self.meta)
         return directory
 
@@ -115,4 +118,6 @@ class TfidfClassifier(TurnModelMixin):
         vec.idf_ = tensors["idf"].astype(np.float64)
         coefs = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("coef.")}
         meta = json.loads((directory / META_FILE).read_text(encoding="utf-8"))
-        return cls(vec, coefs, meta)
+        clf = cls(vec, coefs, meta)
+        clf.call_text = load_call_text(directory)
+        return clf

@@ -1,0 +1,80 @@
+"""The whole-call text model: learns where in a call the unhappy words are, round-trips, feeds the aggregator."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.classifier.call_text import CallTextModel, load_call_text, structure
+
+CALM_END = ["好的 谢谢 已经恢复了", "明白了 麻烦你们了", "行 那我等通知", "好 知道了 谢谢你"]
+ANGRY_END = ["到现在还没人来 我要打12398投诉", "你们就会说反馈 一点用没有", "第三次打了还是没解决 太气人了",
+             "再不来人我就找媒体曝光"]
+OPEN = ["我家停电了 什么时候来电", "电费怎么突然这么多", "我想问下表计的事", "门口电线杆歪了"]
+AGENT = ["您好 已为您登记 会尽快处理", "好的 我帮您查一下", "请您留个电话 工作人员联系您"]
+
+
+def _calls(n: int, seed: int) -> tuple[list[list[tuple[str, str]]], list[float]]:
+    rng = random.Random(seed)
+    calls, targets = [], []
+    for i in range(n):
+        angry = i % 2 == 1
+        # Same opening and agent wording either way: only the customer's last turn tells them apart.
+        turns = [("customer", rng.choice(OPEN)), ("agent", rng.choice(AGENT)),
+                 ("customer", rng.choice(ANGRY_END if angry else CALM_END))]
+        calls.append(turns)
+        targets.append(1.5 if angry else -1.0)
+    return calls, targets
+
+
+@pytest.fixture(scope="module")
+def model() -> CallTextModel:
+    calls, targets = _calls(80, seed=1)
+    return CallTextModel.train(calls, targets)
+
+
+def test_ranks_unresolved_calls_above_resolved_ones(model: CallTextModel) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    calls, targets = _calls(40, seed=2)
+    scores = model.score(calls)
+    assert roc_auc_score([t > 0 for t in targets], scores) > 0.95
+    assert model.info["calls"] == 80 and set(model.info["vocabulary"]) == {
+        "customer", "agent", "customer_first", "customer_later", "customer_last"}
+
+
+def test_round_trips_through_a_directory(model: CallTextModel, tmp_path: Path) -> None:
+    assert load_call_text(tmp_path) is None  # a model saved before the call text model existed
+    model.save(tmp_path)
+    again = load_call_text(tmp_path)
+    assert again is not None
+    calls, _ = _calls(10, seed=3)
+    np.testing.assert_allclose(again.score(calls), model.score(calls), atol=1e-5)
+    assert model.score([]).shape == (0,)
+
+
+def test_structure_features_and_bad_arguments() -> None:
+    feats = structure([("customer", "怎么还没来电！！"), ("agent", "马上处理"), ("customer", "什么时候？")])
+    assert feats[2] == 2.0 and feats[3] == 1.0 and feats[5] == 1.0
+    calls, targets = _calls(12, seed=4)
+    with pytest.raises(ValueError, match="same length"):
+        CallTextModel.train(calls, targets[:-1])
+    with pytest.raises(ValueError, match="at least 10 calls"):
+        CallTextModel.train(calls[:3], targets[:3])
+    with pytest.raises(ValueError, match="alpha must be > 0"):
+        CallTextModel.train(calls, targets, alpha=0)
+
+
+def test_aggregator_loads_weights_saved_before_a_feature_existed() -> None:
+    from models.classifier.common import AGG_FEATURES, Aggregator
+
+    old = [f for f in AGG_FEATURES if f != "call_text"]
+    agg = Aggregator.from_dict({"features": old, "weights": {"complaint_risk": [*range(len(old)), -1.0]}})
+    w = agg.weights["complaint_risk"]
+    assert len(w) == len(AGG_FEATURES) + 1 and w[AGG_FEATURES.index("call_text")] == 0.0 and w[-1] == -1.0
+    assert w[AGG_FEATURES.index("risk_mean")] == 1.0
+    with pytest.raises(ValueError, match="expected"):
+        Aggregator.from_dict({"features": old, "weights": {"complaint_risk": [0.0]}})
