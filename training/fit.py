@@ -159,6 +159,11 @@ class TrainData:
     text_weights: list[float] = field(default_factory=list)
 
 
+def _turn_pairs(call: dict[str, Any]) -> list[tuple[str, str]]:
+    """A call's turns as (role, text), the input of call_context and the call text model."""
+    return [(t["role"], t["text"]) for t in call["turns"]]
+
+
 def _stc3_holdout(call_id: str) -> bool:
     """A fifth of the STC-3 *train* split, fixed by id, is held out for calibration and aggregation."""
     return int(hashlib.sha256(call_id.encode()).hexdigest()[:8], 16) % 5 == 0
@@ -177,11 +182,21 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     if cfg.max_turns:
         rng.shuffle(turns)
         turns = turns[: cfg.max_turns]
-    calls_x = [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in calls]
+    calls_x = [call_context(_turn_pairs(c)) for c in calls]
     calls_y = [float(c["labels"]["complaint_risk"]) for c in calls]
-    text_calls = [[(t["role"], t["text"]) for t in c["turns"]] for c in calls]
-    text_targets = [1.0 if c["labels"]["complaint_risk"] else -1.0 for c in calls]
-    text_weights = [cfg.call_text_weight] * len(calls)
+    text_calls: list[list[tuple[str, str]]] = []
+    text_targets: list[float] = []
+    text_weights: list[float] = []
+
+    def add_labelled(labelled: list[dict[str, Any]]) -> None:
+        """Generated or dev calls join the call text model: complaint risk 1 → +1, 0 → −1."""
+        for c in labelled:
+            if "complaint_risk" in c.get("labels", {}):
+                text_calls.append(_turn_pairs(c))
+                text_targets.append(1.0 if c["labels"]["complaint_risk"] else -1.0)
+                text_weights.append(cfg.call_text_weight)
+
+    add_labelled(calls)
     holdout: list[dict[str, Any]] = []
     n_stc = 0
     if cfg.use_stc3 and cfg.stc3_path is None and not STC3_PATH.exists():
@@ -195,13 +210,13 @@ def load_train_data(cfg: FitConfig) -> TrainData:
             if _stc3_holdout(row["call_id"]):
                 holdout.append(row)
                 continue
-            calls_x.append(call_context([(t["role"], t["text"]) for t in row["turns"]]))
+            calls_x.append(call_context(_turn_pairs(row)))
             # A soft target from the annotators' mean satisfaction keeps how unhappy the customer was
             # (dissatisfied = satisfaction <= -0.5 sits at 0.5).
             sat = row["labels"].get("satisfaction")
             soft = 1 / (1 + math.exp(3 * (float(sat) + 0.5))) if sat is not None else row["labels"]["dissatisfied"]
             calls_y.append(float(soft))
-            text_calls.append([(t["role"], t["text"]) for t in row["turns"]])
+            text_calls.append(_turn_pairs(row))
             text_targets.append(-float(sat) if sat is not None else 2.0 * row["labels"]["dissatisfied"] - 1.0)
             text_weights.append(1.0)
             n_stc += 1
@@ -211,11 +226,7 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     dev_calls = read_calls(dev_path) if (dev_path is not None and cfg.dev_use != "none") else []
     dev_all = turns_of_calls(dev_calls)
     if cfg.dev_use == "train":
-        for c in dev_calls:
-            if "complaint_risk" in c.get("labels", {}):
-                text_calls.append([(t["role"], t["text"]) for t in c["turns"]])
-                text_targets.append(1.0 if c["labels"]["complaint_risk"] else -1.0)
-                text_weights.append(cfg.call_text_weight)
+        add_labelled(dev_calls)
     # Hand-written dev calls either train (real speech the generator cannot write) or choose thresholds.
     dev_trained = dev_all * cfg.dev_weight if cfg.dev_use == "train" else []
     turns = turns + dev_trained  # after the max_turns cut: a small run still learns from them
@@ -480,9 +491,9 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True) -> None:
     clf.threshold_report = {}
     if thresholds:
         _choose_thresholds(clf, data, logits)
-    contexts = [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.val_calls]
+    contexts = [call_context(_turn_pairs(c)) for c in data.val_calls]
     targets = [int(c["labels"]["complaint_risk"]) for c in data.val_calls]
-    contexts += [call_context([(t["role"], t["text"]) for t in c["turns"]]) for c in data.stc3_holdout]
+    contexts += [call_context(_turn_pairs(c)) for c in data.stc3_holdout]
     targets += [int(c["labels"]["dissatisfied"]) for c in data.stc3_holdout]
     clf.calibrator.temperatures[CALL_HEAD] = Calibrator.fit_one(
         clf._call_logits(contexts), np.asarray(targets, dtype=np.float64)
@@ -494,7 +505,7 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True) -> None:
     roles = [t["role"] for c in all_calls for t in c["turns"]]
     turn_probs = clf.predict_turns(texts, roles)
     call_p = clf.calibrator.apply(CALL_HEAD, clf._call_logits(contexts))
-    call_text = clf.call_text_scores([[(t["role"], t["text"]) for t in c["turns"]] for c in all_calls])
+    call_text = clf.call_text_scores([_turn_pairs(c) for c in all_calls])
     k = 0
     for i, c in enumerate(all_calls):
         n_t = len(c["turns"])

@@ -28,7 +28,7 @@ def _customer(turns: Turns) -> list[str]:
 
 # Where a phrase sits says as much as the phrase: a complaint in the customer's last turn means it
 # was not resolved, in the first turn only that the call started badly. Each view is its own
-# TF-IDF space (measured on 5-fold CV of the STC-3 train split: all customer text alone 0.868 ROC AUC,
+# TF-IDF space (measured on 5-fold CV of the STC-3 train split: all customer text alone 0.872 ROC AUC,
 # + agent text, first, later and last customer turn and the structure features 0.911).
 VIEWS: dict[str, Callable[[Turns], str]] = {
     "customer": lambda turns: " ".join(_customer(turns)),
@@ -45,10 +45,11 @@ STRUCTURE_SCALE = 0.3  # keeps the dense columns on the scale of a TF-IDF row (u
 
 def structure(turns: Turns) -> list[float]:
     """Label-free shape of a call: length, how much the customer said, how they punctuated, who spoke last."""
-    text = "".join(_customer(turns))
+    customer = _customer(turns)
+    text = "".join(customer)
     return [
         math.log1p(len(turns)),
-        math.log1p(len(_customer(turns))),
+        math.log1p(len(customer)),
         float(text.count("！") + text.count("!")),
         float(text.count("？") + text.count("?")),
         math.log1p(len(text)),
