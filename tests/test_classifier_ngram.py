@@ -31,13 +31,22 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ], "labels": {"complaint_risk": i % 2, "empathy": 1 - i % 2}} for i in range(6)]
     (out / "dev_calls.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in dev),
                                          encoding="utf-8")
+    # A second hand-written set that only chooses thresholds.
+    thr = [{"call_id": f"thr-{i}", "turns": [
+        {"role": "customer", "text": "都第三次打了还没人来" if i % 2 else "想问下电费怎么交",
+         "labels": {"risk": i % 2}},
+        {"role": "agent", "text": "爱等不等" if i % 2 else "让您跑了好几趟 真不好意思", "labels": {"taboo": i % 2,
+                                                                                  "empathy": 1 - i % 2}},
+    ], "labels": {"complaint_risk": i % 2, "empathy": 1 - i % 2}} for i in range(4)]
+    (out / "threshold_calls.jsonl").write_text("".join(json.dumps(c, ensure_ascii=False) + "\n" for c in thr),
+                                               encoding="utf-8")
     return out
 
 
 def _cfg(data: Path, out: Path, **kw) -> FitConfig:
     base = {"epochs": 1.0, "hidden": 32, "layers": 1, "heads": 2, "batch_size": 32, "threads": 1,
             "time_budget_s": 30, "use_stc3": False, "quiet": True, "max_turns": 800, "ngram_dim": 16,
-            "ngram_vocab": 5000, "dev_path": data / "dev_calls.jsonl"}
+            "ngram_vocab": 5000, "dev_paths": [data / "dev_calls.jsonl"], "threshold_paths": []}
     base.update(kw)
     return FitConfig(data_dir=data, out=out, **base)
 
@@ -75,13 +84,14 @@ def test_ngram_branch_is_saved_and_drives_predictions(wide_model: Path, tmp_path
 
 @pytest.mark.slow
 def test_thresholds_chosen_on_val_and_dev_are_saved_and_applied(data: Path, tmp_path: Path) -> None:
-    model = fit(_cfg(data, tmp_path / "m", dev_use="thresholds"))
+    model = fit(_cfg(data, tmp_path / "m", dev_use="thresholds", threshold_paths=[data / "threshold_calls.jsonl"]))
     meta_path = model / "kefu_classifier.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     assert set(meta["thresholds"]) == {"taboo", "empathy", "risk"}
     assert all(0.05 <= t <= 0.95 for t in meta["thresholds"].values())
-    assert meta["threshold_selection"]["taboo"]["sets"] == ["val", "dev"]
+    assert meta["threshold_selection"]["taboo"]["sets"] == ["val", "threshold_calls", "dev"]
     assert meta["train_counts"]["dev_turns"] == 18 and meta["train_counts"]["dev_turns_trained"] == 0
+    assert meta["train_counts"]["threshold_turns"] == 8
     # A threshold read from disk moves the decision point: the probability equal to it reads 0.5.
     meta["thresholds"] = {}
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
@@ -101,6 +111,23 @@ def test_dev_calls_train_by_default_and_then_leave_thresholds_to_validation(wide
     assert meta["threshold_selection"]["taboo"]["sets"] == ["val"]
     with pytest.raises(InputError, match="--dev-use must be one of train, thresholds, none"):
         _cfg(data, data / "x", dev_use="tune")
+
+
+def test_threshold_calls_never_train_and_bad_paths_are_refused(data: Path) -> None:
+    from training.fit import load_train_data
+
+    cfg = _cfg(data, data / "x", threshold_paths=[data / "threshold_calls.jsonl"])
+    loaded = load_train_data(cfg)
+    assert len(loaded.threshold_turns) == 8
+    trained = {t.text for t in loaded.turns}
+    assert not trained & {t.text for t in loaded.threshold_turns}
+    assert {"爱等不等", "你自己看着办吧"} & trained == {"你自己看着办吧"}  # dev trains, threshold calls do not
+    with pytest.raises(InputError, match="would both train and choose thresholds"):
+        _cfg(data, data / "x", threshold_paths=[data / "dev_calls.jsonl"])
+    with pytest.raises(InputError, match=r"--threshold-calls .*missing\.jsonl: no such file"):
+        _cfg(data, data / "x", threshold_paths=[data / "missing.jsonl"])
+    with pytest.raises(InputError, match=r"--dev .*missing\.jsonl: no such file"):
+        _cfg(data, data / "x", dev_paths=[data / "missing.jsonl"])
 
 
 @pytest.mark.slow

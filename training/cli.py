@@ -121,19 +121,29 @@ def fit(
     thresholds: Annotated[
         bool,
         typer.Option("--thresholds/--no-thresholds",
-                     help="Choose a decision threshold per turn output on the validation split "
-                          "(+ the dev calls with --dev-use thresholds)."),
+                     help="Choose a decision threshold per turn output on the validation split and the "
+                          "hand-written threshold calls (+ the dev calls with --dev-use thresholds)."),
     ] = True,
     dev: Annotated[
-        Path | None,
-        typer.Option("--dev", help="Hand-written dev calls JSONL "
-                     "[default: training/data/dev_calls.jsonl when present]."),
+        list[Path] | None,
+        typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
+                     "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl when present]."),
     ] = None,
+    no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,
+    threshold_calls: Annotated[
+        list[Path] | None,
+        typer.Option("--threshold-calls", help="Hand-written labelled calls JSONL that only choose the decision "
+                     "thresholds (never trained on), repeatable "
+                     "[default: training/data/threshold_calls.jsonl when present]."),
+    ] = None,
+    no_threshold_calls: Annotated[
+        bool, typer.Option("--no-threshold-calls", help="Choose thresholds without hand-written threshold calls.")
+    ] = False,
     dev_use: Annotated[
         str,
         typer.Option("--dev-use", help="What the dev calls do: train (their turns are training data, repeated "
-                     "--dev-weight times; thresholds from validation alone), thresholds (they only choose the "
-                     "thresholds) or none."),
+                     "--dev-weight times), thresholds (they only choose the thresholds, with validation and the "
+                     "threshold calls) or none."),
     ] = "train",
     dev_weight: Annotated[int, typer.Option("--dev-weight", help="Repeats of each dev turn with --dev-use train.")] = 5,
     call_text: Annotated[
@@ -172,7 +182,8 @@ def fit(
         ngram_dim=ngram_dim,
         ngram_vocab=ngram_vocab,
         thresholds=thresholds,
-        dev_path=dev,
+        dev_paths=[] if no_dev else (list(dev) if dev else None),
+        threshold_paths=[] if no_threshold_calls else (list(threshold_calls) if threshold_calls else None),
         dev_use=dev_use,
         dev_weight=dev_weight,
         call_text=call_text,

@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 STC3_PATH = REPO.parent / "shared" / "eval" / "stc3_dialogues.jsonl"
 GOLD_PATH = REPO / "training" / "data" / "gold_calls.jsonl"
-# Hand-written calls for selection only (decision thresholds); disjoint from the gold set, never trained on.
+# Hand-written labelled calls, written without seeing the gold set (docs/labelling.md). The dev sets train the
+# default model; the threshold set only chooses the decision thresholds and is never trained on.
 DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
+DEV2_PATH = REPO / "training" / "data" / "dev2_calls.jsonl"
+THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 TURN_LABEL_NAMES: dict[str, tuple[str, ...]] = {"agent": ("taboo", "empathy"), "customer": ("risk",)}
 
