@@ -78,3 +78,24 @@ def test_aggregator_loads_weights_saved_before_a_feature_existed() -> None:
     assert w[AGG_FEATURES.index("risk_mean")] == 1.0
     with pytest.raises(ValueError, match="expected"):
         Aggregator.from_dict({"features": old, "weights": {"complaint_risk": [0.0]}})
+
+
+def test_holdout_calls_are_scored_by_a_copy_that_never_saw_their_targets() -> None:
+    calls, targets = _calls(60, seed=5)
+    # Flip the held-out calls' targets: the shipped model learns them, the out-of-sample copy cannot.
+    holdout = [i % 5 == 0 for i in range(60)]
+    flipped = [-t if h else t for t, h in zip(targets, holdout, strict=True)]
+    full, scorer = CallTextModel.train_with_holdout(calls, flipped, None, holdout)
+    assert full.info["calls"] == 60 and scorer.info["calls"] == 48
+    assert full.vectorizers is scorer.vectorizers  # one label-free vocabulary
+    held = [c for c, h in zip(calls, holdout, strict=True) if h]
+    truth = np.array([t for t, h in zip(targets, holdout, strict=True) if h])
+    # Out of sample, the held-out calls are ranked by what the other calls taught (the true pattern).
+    assert np.corrcoef(scorer.score(held), truth)[0, 1] > 0.5
+    assert np.corrcoef(full.score(held), truth)[0, 1] < np.corrcoef(scorer.score(held), truth)[0, 1]
+    same, again = CallTextModel.train_with_holdout(calls, targets, None, None)
+    assert same is again
+    with pytest.raises(ValueError, match="holdout must flag every call"):
+        CallTextModel.train_with_holdout(calls, targets, None, holdout[:-1])
+    with pytest.raises(ValueError, match="outside the holdout"):
+        CallTextModel.train_with_holdout(calls[:12], targets[:12], None, [True] * 12)

@@ -101,6 +101,15 @@ class CallTextModel:
     def train(cls, calls: Sequence[Turns], targets: Sequence[float], weights: Sequence[float] | None = None,
               alpha: float = 1.0, max_features: int = 20_000) -> CallTextModel:
         """Fit one vectorizer per view and a ridge regression of `targets` (dissatisfaction, higher = worse)."""
+        return cls.train_with_holdout(calls, targets, weights, None, alpha, max_features)[0]
+
+    @classmethod
+    def train_with_holdout(cls, calls: Sequence[Turns], targets: Sequence[float],
+                           weights: Sequence[float] | None, holdout: Sequence[bool] | None,
+                           alpha: float = 1.0, max_features: int = 20_000) -> tuple[CallTextModel, CallTextModel]:
+        """The model fitted on every call, and one fitted without the `holdout` calls that scores them out of
+        sample (for the call aggregator). Both share the vocabulary (label-free, fitted on every call's text).
+        Without a holdout both are the same model."""
         from sklearn.linear_model import Ridge
 
         if len(calls) != len(targets):
@@ -109,6 +118,8 @@ class CallTextModel:
             raise ValueError(f"the call text model needs at least 10 calls, got {len(calls)}")
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
+        if holdout is not None and len(holdout) != len(calls):
+            raise ValueError(f"holdout must flag every call: {len(holdout)} flags for {len(calls)} calls")
         vectorizers = {}
         for v in VIEWS:
             vec = _vectorizer(max_features)
@@ -121,11 +132,23 @@ class CallTextModel:
                 vec.fit([*texts, "无"])
             vectorizers[v] = vec
         x = cls._matrix(vectorizers, calls)
-        sw = None if weights is None else np.asarray(weights, dtype=np.float64)
-        ridge = Ridge(alpha=alpha).fit(x, np.asarray(targets, dtype=np.float64), sample_weight=sw)
-        info = {"alpha": alpha, "max_features": max_features, "calls": len(calls),
-                "vocabulary": {v: len(vec.vocabulary_) for v, vec in vectorizers.items()}}
-        return cls(vectorizers, ridge.coef_.astype(np.float32), float(ridge.intercept_), info)
+        y = np.asarray(targets, dtype=np.float64)
+        sw = np.ones(len(calls)) if weights is None else np.asarray(weights, dtype=np.float64)
+        vocabulary = {v: len(vec.vocabulary_) for v, vec in vectorizers.items()}
+
+        def one(rows: np.ndarray) -> CallTextModel:
+            ridge = Ridge(alpha=alpha).fit(x[rows], y[rows], sample_weight=sw[rows])
+            info = {"alpha": alpha, "max_features": max_features, "calls": int(rows.sum()), "vocabulary": vocabulary}
+            return cls(vectorizers, ridge.coef_.astype(np.float32), float(ridge.intercept_), info)
+
+        every = np.ones(len(calls), dtype=bool)
+        full = one(every)
+        if holdout is None or not any(holdout):
+            return full, full
+        kept = ~np.asarray(holdout, dtype=bool)
+        if kept.sum() < 10:
+            raise ValueError(f"the call text model needs at least 10 calls outside the holdout, got {int(kept.sum())}")
+        return full, one(kept)
 
     def score(self, calls: Sequence[Turns]) -> np.ndarray:
         """Dissatisfaction score per call (unbounded; about −2..2)."""
