@@ -165,3 +165,32 @@ def test_labelled_cores_are_embedded_in_label_free_knowledge_base_context(invent
     assert sum(any(c in t.text for c in clauses) for t in turns) >= 25
     off = Generator(inventory, split_of, "train", seed=13, noise=0.0, scripts=scripts, context=0.0)
     assert sum(any(c in off.turn("agent", "taboo").text for c in clauses) for _ in range(30)) <= 3
+
+
+def test_lexicon_turns_teach_the_qa_lexicon_and_its_polite_exceptions(tmp_path: Path) -> None:
+    import csv
+
+    from training.datasets import TurnExample, lexicon_turns
+
+    lex = tmp_path / "lexicon.csv"
+    lex.write_text("id,phrase,category,severity,note\nT1,你找物业去,推诿,2,\nT2,我保证明天来电,泄露与违规承诺,2,\n",
+                   encoding="utf-8")
+    ex = tmp_path / "examples.csv"
+    with open(ex, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerows([["text", "expected_taboo", "phrase_id"], ["不知道您现在方便吗", "0", "T220"],
+                      ["你找物业去吧别打了", "1", "T1"]])
+    hosts = [TurnExample("agent", "好的 我帮您查一下 您稍等", {"taboo": 0, "empathy": 0}),
+             TurnExample("agent", "非常理解您的着急", {"taboo": 0, "empathy": 1})]
+    turns = lexicon_turns(hosts, seed=1, noise=0.0, lexicon=lex, examples=ex)
+    # The phrase alone and twice inside the plain host; the leak category is left to the rule engine.
+    phrase = [t for t in turns if t.pattern == "lexicon/T1"]
+    assert len(phrase) == 3 and all(t.labels == {"taboo": 1, "empathy": 0} for t in phrase)
+    assert phrase[0].text == "你找物业去" and all("你找物业去" in t.text and "帮您查" in t.text for t in phrase[1:])
+    assert not any("保证" in t.text for t in turns)
+    assert not any("理解" in t.text for t in turns)  # only plain turns host a phrase
+    polite = [t for t in turns if "方便" in t.text]
+    assert len(polite) == 2 and all(t.labels == {"taboo": 0} for t in polite)  # empathy left unlabelled
+    assert lexicon_turns(hosts, lexicon=tmp_path / "missing.csv", examples=ex) == []
+    with pytest.raises(InputError, match="plain agent turns"):
+        lexicon_turns(hosts[1:], lexicon=lex, examples=ex)

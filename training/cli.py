@@ -127,7 +127,7 @@ def fit(
     dev: Annotated[
         list[Path] | None,
         typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
-                     "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl when present]."),
+                     "[default: training/data/dev_calls.jsonl, dev2_calls.jsonl and dev3_calls.jsonl when present]."),
     ] = None,
     no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,
     threshold_calls: Annotated[
@@ -157,6 +157,13 @@ def fit(
         typer.Option("--call-text-weight", help="Weight of a labelled call (generated or dev) against an STC-3 "
                      "dialogue in the whole-call text model."),
     ] = 0.1,
+    lexicon: Annotated[
+        bool,
+        typer.Option("--lexicon/--no-lexicon",
+                     help="Also train on the QA taboo lexicon's phrases and the rule engine's example sentences "
+                          "(qa_inspect/data), alone and inside plain agent turns."),
+    ] = True,
+    lexicon_weight: Annotated[int, typer.Option("--lexicon-weight", help="Repeats of each lexicon turn.")] = 2,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -188,6 +195,8 @@ def fit(
         dev_weight=dev_weight,
         call_text=call_text,
         call_text_weight=call_text_weight,
+        lexicon=lexicon,
+        lexicon_weight=lexicon_weight,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

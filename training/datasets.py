@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import logging
+import random
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -36,8 +37,12 @@ GOLD_PATH = REPO / "training" / "data" / "gold_calls.jsonl"
 # default model; the threshold set only chooses the decision thresholds and is never trained on.
 DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
 DEV2_PATH = REPO / "training" / "data" / "dev2_calls.jsonl"
+DEV3_PATH = REPO / "training" / "data" / "dev3_calls.jsonl"
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
+EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"
+# Lexicon categories outside the classifier's taboo label (leaks and unauthorised promises are rule-only).
+NOT_TABOO_SPEECH = frozenset({"泄露与违规承诺"})
 TURN_LABEL_NAMES: dict[str, tuple[str, ...]] = {"agent": ("taboo", "empathy"), "customer": ("risk",)}
 
 
@@ -198,6 +203,46 @@ def in_lexicon(text: str) -> bool:
     """True when any lexicon phrase occurs in the normalised text (the wording a list-based rule could catch)."""
     norm = normalize(text)
     return any(p and p in norm for p in lexicon_phrases())
+
+
+def lexicon_turns(hosts: list[TurnExample], seed: int = 13, noise: float = 0.5,
+                  lexicon: Path = LEXICON_PATH, examples: Path = EXAMPLES_PATH) -> list[TurnExample]:
+    """What QA staff already know, as training turns: every taboo-lexicon phrase (taboo 1) and every
+    rule-engine example sentence (rude 1, polite 0), alone and inside a plain agent turn from `hosts`
+    (turns labelled taboo 0 and empathy 0), with speech-recognition noise. Empty when the files are absent."""
+    from training.generator import add_asr_noise
+
+    if not lexicon.exists() or not examples.exists():
+        log.warning("%s or %s not found: no lexicon turns", lexicon, examples)
+        return []
+    rng = random.Random(f"lexicon:{seed}")
+    plain = [t.text for t in hosts if t.role == "agent" and t.labels.get("taboo") == 0
+             and t.labels.get("empathy") == 0]
+    if not plain:
+        raise InputError("lexicon turns need plain agent turns (taboo 0, empathy 0) to embed the phrases in")
+
+    def variants(text: str, embedded: int) -> list[str]:
+        out = [text]
+        for _ in range(embedded):
+            host = rng.choice(plain)
+            cuts = [i for i, ch in enumerate(host) if ch in " ，,。"] or [len(host)]
+            cut = rng.choice(cuts)
+            out.append(f"{host[:cut]} {text} {host[cut:]}".strip())
+        return [add_asr_noise(v, rng, noise * rng.uniform(0.3, 1.5)) for v in out]
+
+    turns: list[TurnExample] = []
+    with open(lexicon, encoding="utf-8", newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row.get("phrase") and row.get("category") not in NOT_TABOO_SPEECH:
+                for v in variants(row["phrase"], 2):
+                    turns.append(TurnExample("agent", v, {"taboo": 1, "empathy": 0}, f"lexicon/{row['id']}"))
+    with open(examples, encoding="utf-8", newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh), 2):
+            if row.get("text") and row.get("expected_taboo") in ("0", "1"):
+                # Empathy is not labelled in the examples: polite sentences may or may not show it.
+                for v in variants(row["text"], 1):
+                    turns.append(TurnExample("agent", v, {"taboo": int(row["expected_taboo"])}, f"examples/{i}"))
+    return turns
 
 
 def label_counts(turns: Iterable[TurnExample]) -> dict[str, dict[str, int]]:

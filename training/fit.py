@@ -30,11 +30,13 @@ from models.classifier.common import (
 )
 from training.datasets import (
     DEV2_PATH,
+    DEV3_PATH,
     DEV_PATH,
     STC3_PATH,
     THRESHOLD_CALLS_PATH,
     TurnExample,
     data_hash,
+    lexicon_turns,
     load_stc3,
     read_calls,
     read_turns,
@@ -99,7 +101,7 @@ class FitConfig:
     # Per-output decision thresholds chosen on the validation split + the hand-written threshold calls
     # (+ dev calls with dev_use="thresholds").
     thresholds: bool = True
-    # Hand-written dev calls [default: DEV_PATH and DEV2_PATH where they exist; [] for none].
+    # Hand-written dev calls [default: DEV_PATH, DEV2_PATH and DEV3_PATH where they exist; [] for none].
     dev_paths: list[Path] | None = None
     # Hand-written calls that only choose the thresholds [default: THRESHOLD_CALLS_PATH if it exists; [] for none].
     threshold_paths: list[Path] | None = None
@@ -116,6 +118,9 @@ class FitConfig:
     # validation calls + STC-3 held-out train fifth) 0.1 gave STC-3 0.891 / generated 0.991, 0.3 0.887 / 0.991.
     call_text: bool = True
     call_text_weight: float = 0.1
+    # The QA taboo lexicon and the rule engine's example sentences as training turns (lexicon_turns).
+    lexicon: bool = True
+    lexicon_weight: int = 2
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -133,10 +138,12 @@ class FitConfig:
             raise InputError(f"--dev-use must be one of {', '.join(DEV_USES)}, got {self.dev_use!r}")
         if self.call_text_weight < 0:
             raise InputError(f"call text weight must be >= 0, got {self.call_text_weight}")
+        if self.lexicon_weight < 1:
+            raise InputError(f"--lexicon-weight must be >= 1, got {self.lexicon_weight}")
         if self.dev_weight < 1:
             raise InputError(f"--dev-weight must be >= 1, got {self.dev_weight}")
         if self.dev_paths is None:
-            self.dev_paths = [p for p in (DEV_PATH, DEV2_PATH) if p.exists()]
+            self.dev_paths = [p for p in (DEV_PATH, DEV2_PATH, DEV3_PATH) if p.exists()]
         if self.threshold_paths is None:
             self.threshold_paths = [THRESHOLD_CALLS_PATH] if THRESHOLD_CALLS_PATH.exists() else []
         for flag, paths in (("--dev", self.dev_paths), ("--threshold-calls", self.threshold_paths)):
@@ -196,7 +203,8 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     extra: list[TurnExample] = []
     for p in cfg.extra:
         extra.extend(read_turns(p))
-    turns = turns + call_turns + extra * cfg.extra_weight
+    lexicon = lexicon_turns(turns, cfg.seed) * cfg.lexicon_weight if cfg.lexicon else []
+    turns = turns + call_turns + extra * cfg.extra_weight + lexicon
     if cfg.max_turns:
         rng.shuffle(turns)
         turns = turns[: cfg.max_turns]
@@ -256,6 +264,7 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     dev_turns = dev_all if (cfg.dev_use == "thresholds" and cfg.thresholds) else []
     threshold_turns = turns_of_calls(threshold_calls)
     counts = {"turns": len(turns), "turns_from_calls": len(call_turns), "extra_turns": len(extra),
+              "lexicon_turns": len(lexicon),
               "dev_turns_trained": len(dev_trained),
               "call_contexts": len(calls_x), "stc3_train": n_stc, "stc3_holdout": len(holdout),
               "val_turns": len(val_turns), "val_calls": len(val_calls), "dev_turns": len(dev_turns),

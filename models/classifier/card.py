@@ -49,6 +49,10 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         f"- training examples: {json.dumps(meta.get('train_counts', {}), ensure_ascii=False)}",
         f"- STC-3 train split dialogues used for the call head: {meta.get('stc3_train_used', 0)}",
         f"- extra labelled turns: {meta.get('extra_turns', 0)}",
+        f"- turns of hand-written labelled calls trained (counting repeats): "
+        f"{meta.get('train_counts', {}).get('dev_turns_trained', 0)}; "
+        f"QA taboo lexicon and rule-engine example turns (counting repeats): "
+        f"{meta.get('train_counts', {}).get('lexicon_turns', 0)}",
         f"- training time: {meta.get('train_seconds', 0):.0f} s on {meta.get('threads', '?')} CPU threads",
         "",
         "## Architecture",
@@ -56,7 +60,7 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "",
         "## Evaluation",
         "Turn outputs at 0.5 after the per-output decision thresholds were folded into them (chosen on the",
-        f"validation split and hand-written dev calls when present: {json.dumps(meta.get('thresholds') or {})};",
+        f"sets {_threshold_sets(meta)}: {json.dumps(meta.get('thresholds') or {})};",
         "a calibrated probability equal to its threshold reads 0.5). The synthetic test split, the gold set and",
         "the STC-3 test split were never used for training, calibration, thresholds or selection.",
         "",
@@ -69,3 +73,10 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
     if extra:
         lines += ["", extra]
     (directory / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _threshold_sets(meta: dict[str, Any]) -> str:
+    """Which data chose the decision thresholds (e.g. "val + threshold_calls"), from the saved report."""
+    report = meta.get("threshold_selection") or {}
+    sets = next((r.get("sets") for r in report.values() if isinstance(r, dict) and r.get("sets")), None)
+    return " + ".join(sets) if sets else "validation"

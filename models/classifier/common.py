@@ -59,7 +59,7 @@ class Calibrator:
     """Temperature scaling per output, fitted on a validation split (never the test split).
 
     `thresholds` (optional, per turn output) are decision thresholds chosen on the selection data
-    (the validation split, plus hand-written dev calls when present) on the temperature-scaled
+    (the validation split, plus hand-written threshold calls when given) on the temperature-scaled
     probability. They are folded into the output: a turn probability p becomes
     sigmoid(logit(p) - logit(threshold)), so p == threshold maps to 0.5 and every consumer that
     flags at 0.5 (QA rules, the call aggregator's counts, `kefu train eval`) decides at the chosen
