@@ -210,6 +210,7 @@ def lexicon_turns(hosts: list[TurnExample], seed: int = 13, noise: float = 0.5,
     """What QA staff already know, as training turns: every taboo-lexicon phrase (taboo 1) and every
     rule-engine example sentence (rude 1, polite 0), alone and inside a plain agent turn from `hosts`
     (turns labelled taboo 0 and empathy 0), with speech-recognition noise. Empty when the files are absent."""
+    from qa_inspect.lexicon import Resources
     from training.generator import add_asr_noise
 
     if not lexicon.exists() or not examples.exists():
@@ -231,11 +232,11 @@ def lexicon_turns(hosts: list[TurnExample], seed: int = 13, noise: float = 0.5,
         return [add_asr_noise(v, rng, noise * rng.uniform(0.3, 1.5)) for v in out]
 
     turns: list[TurnExample] = []
-    with open(lexicon, encoding="utf-8", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("phrase") and row.get("category") not in NOT_TABOO_SPEECH:
-                for v in variants(row["phrase"], 2):
-                    turns.append(TurnExample("agent", v, {"taboo": 1, "empathy": 0}, f"lexicon/{row['id']}"))
+    # The QA engine's own loader: the same validation (and file:line errors) as the rules that use the lexicon.
+    for entry in Resources(lexicon_path=lexicon).taboo_entries:
+        if entry.category not in NOT_TABOO_SPEECH:
+            for v in variants(entry.phrase, 2):
+                turns.append(TurnExample("agent", v, {"taboo": 1, "empathy": 0}, f"lexicon/{entry.id}"))
     with open(examples, encoding="utf-8", newline="") as fh:
         for i, row in enumerate(csv.DictReader(fh), 2):
             if row.get("text") and row.get("expected_taboo") in ("0", "1"):
