@@ -66,6 +66,19 @@ def test_structure_features_and_bad_arguments() -> None:
         CallTextModel.train(calls[:3], targets[:3])
     with pytest.raises(ValueError, match="alpha must be > 0"):
         CallTextModel.train(calls, targets, alpha=0)
+    with pytest.raises(ValueError, match="logistic_weight must be >= 0"):
+        CallTextModel.train(calls, targets, logistic_weight=-0.5)
+
+
+def test_logistic_part_changes_the_ranking_and_stays_one_linear_model() -> None:
+    calls, targets = _calls(80, seed=6)
+    ridge_only = CallTextModel.train(calls, targets, logistic_weight=0.0)
+    both = CallTextModel.train(calls, targets)
+    assert "logistic_c" in both.info and "logistic_c" not in ridge_only.info
+    assert both.coef.shape == ridge_only.coef.shape and not np.allclose(both.coef, ridge_only.coef)
+    # One class only (no binary label to learn): the ridge alone, no error.
+    same = CallTextModel.train(calls, [-1.0] * len(calls))
+    assert "logistic_c" not in same.info
 
 
 def test_aggregator_loads_weights_saved_before_a_feature_existed() -> None:
@@ -99,3 +112,57 @@ def test_holdout_calls_are_scored_by_a_copy_that_never_saw_their_targets() -> No
         CallTextModel.train_with_holdout(calls, targets, None, holdout[:-1])
     with pytest.raises(ValueError, match="outside the holdout"):
         CallTextModel.train_with_holdout(calls[:12], targets[:12], None, [True] * 12)
+
+
+def test_written_channels_get_their_own_aggregator_weights() -> None:
+    """Typed chats and spoken calls are aggregated apart: in this data the turn model's risk decides spoken
+    calls and the whole-call text score decides typed ones, and one fitted aggregator learns both."""
+    from kefu.schemas import Transcript, Turn
+    from models.classifier.common import (
+        AGG_FEATURES,
+        BASE_FEATURES,
+        Aggregator,
+        Calibrator,
+        TurnModelMixin,
+        call_features,
+        is_written,
+    )
+
+    assert is_written("chat") and is_written(" WeChat ") and is_written("weibo")
+    assert not is_written("voice") and not is_written(None) and not is_written("") and not is_written(3)
+    rng = np.random.default_rng(0)
+    feats, ys = [], []
+    for i in range(400):
+        written = i % 2 == 1
+        risk, text = rng.random(), rng.normal()
+        y = (text > 0) if written else (risk > 0.5)
+        row = call_features([{"risk": risk}, {"taboo": 0.1, "empathy": 0.6}], ["customer", "agent"], 0.3, text, written)
+        assert len(row) == len(AGG_FEATURES) == 2 * len(BASE_FEATURES) + 1
+        feats.append(row)
+        ys.append(int(y))
+    agg = Aggregator()
+    agg.fit(np.asarray(feats), {"complaint_risk": np.asarray(ys), "empathy": 1 - np.asarray(ys)})
+    assert Aggregator.from_dict(agg.to_dict()).weights == agg.weights
+
+    class Fixed(TurnModelMixin):
+        """Every customer turn at risk 0.9; the text score comes from the call's last word."""
+
+        name = "fixed"
+        calibrator = Calibrator({})
+        aggregator = agg
+
+        def _logits(self, texts: list[str], roles: list[str]) -> np.ndarray:
+            return np.tile([-3.0, 0.0, 2.2], (len(texts), 1))
+
+        def _call_logits(self, contexts: list[str]) -> np.ndarray:
+            return np.zeros(len(contexts))
+
+        def call_text_scores(self, calls: list[list[tuple[str, str]]]) -> np.ndarray:
+            return np.array([-2.0 if c[-1][1].endswith("谢谢") else 2.0 for c in calls])
+
+    calm = [Turn(role="customer", text="停电了什么时候来电"), Turn(role="agent", text="已登记"),
+            Turn(role="customer", text="好的谢谢")]
+    voice, chat = Transcript("v1", calm, {"channel": "voice"}), Transcript("c1", calm, {"channel": "chat"})
+    risk_voice, risk_chat = (s.complaint_risk for s in Fixed().predict_calls([voice, chat]))
+    # Spoken: the risky customer turns decide (high); typed: the calm whole-call text decides (low).
+    assert risk_voice > 0.7 and risk_chat < 0.3
