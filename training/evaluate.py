@@ -81,7 +81,8 @@ def ece(y: Sequence[int], p: Sequence[float], bins: int = 10) -> float:
 
 
 def _to_transcript(call: dict[str, Any]) -> Transcript:
-    return Transcript(str(call["call_id"]), [Turn(role=t["role"], text=t["text"]) for t in call["turns"]])
+    extra = {"channel": call["channel"]} if call.get("channel") else {}  # the aggregator weighs typed chats apart
+    return Transcript(str(call["call_id"]), [Turn(role=t["role"], text=t["text"]) for t in call["turns"]], extra)
 
 
 def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any]) -> dict[str, Any]:

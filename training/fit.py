@@ -26,6 +26,7 @@ from models.classifier.common import (
     best_threshold,
     call_context,
     call_features,
+    is_written,
     prepare,
 )
 from training.datasets import (
@@ -100,6 +101,10 @@ class FitConfig:
     ngram_min_count: int = 3
     ngram_lr_scale: float = 10.0  # sparse rows learn slowly at the encoder's rate (measured: 1× < 3× < 10×)
     ngram_dropout: float = 0.0
+    # Dropout on the attention probabilities. On CPU it costs a fifth of every step (attention with dropout
+    # has no fused kernel): without it, 1,520 instead of 1,318 steps in the budget, validation taboo F1
+    # 0.828 → 0.846 (AUC 0.953 → 0.961), held-out dev3 taboo F1 0.835 → 0.846, empathy 0.926 → 0.916.
+    attention_dropout: float = 0.0
     # Per-output decision thresholds chosen on the validation split + the hand-written threshold calls
     # (+ dev calls with dev_use="thresholds").
     thresholds: bool = True
@@ -378,7 +383,7 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
         config = small_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads,
                               max(cfg.max_turn_length, cfg.max_call_length) + 2,
                               ngram_vocab_size=len(ngram_vocab), ngram_dim=cfg.ngram_dim if ngram_vocab else 0,
-                              ngram_dropout=cfg.ngram_dropout)
+                              ngram_dropout=cfg.ngram_dropout, attention_dropout=cfg.attention_dropout)
         model = KefuBertClassifier(config)
         lr = cfg.lr or 1e-3
     else:
@@ -407,7 +412,8 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
     groups = [{"params": deep}]
     if wide:
         groups.append({"params": wide, "lr": lr * cfg.ngram_lr_scale, "weight_decay": 0.0})
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
+    # The fused kernel updates all parameters in one pass: 12 % less time per step on 2 cores, same algorithm.
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01, fused=True)
     warm = max(1, total // 20)
     # Linear decay over whichever runs out first, the planned steps or the time budget, so a run cut
     # short by the budget still ends with a small learning rate.
@@ -480,6 +486,7 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
                           "min_count": cfg.ngram_min_count, "lr_scale": cfg.ngram_lr_scale,
                           "dropout": cfg.ngram_dropout}
                          if ngram_vocab else None),
+        "attention_dropout": float(getattr(config, "attention_probs_dropout_prob", 0.0)),
         "steps": step + 1,
         "planned_steps": total,
         "stopped_by_time_budget": stopped_early,
@@ -553,7 +560,7 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True, call_text_sco
     for i, c in enumerate(all_calls):
         n_t = len(c["turns"])
         feats.append(call_features(turn_probs[k : k + n_t], roles[k : k + n_t], float(call_p[i]),
-                                   float(call_text[i])))
+                                   float(call_text[i]), is_written(c.get("channel"))))
         k += n_t
         lab = c["labels"]
         risk_y.append(int(lab.get("complaint_risk", lab.get("dissatisfied", 0))))
