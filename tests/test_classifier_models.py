@@ -84,6 +84,10 @@ def test_saved_directory_is_hugging_face_style_and_round_trips(tiny_transformer:
     # The encoder loads as a BertForMaskedLM (the heads are simply left out).
     mlm = BertForMaskedLM.from_pretrained(str(tiny_transformer))
     assert mlm.config.hidden_size == 32
+    # No attention dropout by default (a fifth of every CPU training step); the architecture says so.
+    assert mlm.config.attention_probs_dropout_prob == 0.0 and mlm.config.hidden_dropout_prob == 0.1
+    arch = json.loads((tiny_transformer / "kefu_classifier.json").read_text(encoding="utf-8"))["architecture"]
+    assert arch["attention_dropout"] == 0.0
     a = load_classifier(tiny_transformer, runtime="torch").predict_turns(TEXTS, ROLES)
     b = load_classifier(tiny_transformer, runtime="torch").predict_turns(TEXTS, ROLES)
     assert a == b
@@ -171,6 +175,16 @@ def test_evaluation_reports_lexicon_split_and_curves(tiny_tfidf: Path, tiny_data
     assert (tmp_path / "eval.md").exists() and (tmp_path / "eval.json").exists()
     pytest.importorskip("matplotlib")
     assert (tmp_path / "pr_synthetic_test.png").exists()
+
+
+def test_small_config_states_its_rules() -> None:
+    from models.classifier.char_transformer import small_config
+
+    assert small_config(100, attention_dropout=0.2).attention_probs_dropout_prob == 0.2
+    with pytest.raises(ValueError, match=r"attention dropout must be in \[0, 1\), got 1.0"):
+        small_config(100, attention_dropout=1.0)
+    with pytest.raises(ValueError, match="multiple of the head count"):
+        small_config(100, hidden=30, heads=4)
 
 
 def test_load_classifier_rejects_a_non_model_folder(tmp_path: Path) -> None:

@@ -221,10 +221,13 @@ class KefuBertClassifier(BertPreTrainedModel):
 
 
 def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130,
-                 ngram_vocab_size: int = 0, ngram_dim: int = 0, ngram_dropout: float = 0.0) -> BertConfig:
+                 ngram_vocab_size: int = 0, ngram_dim: int = 0, ngram_dropout: float = 0.0,
+                 attention_dropout: float = 0.1) -> BertConfig:
     """The default from-scratch encoder: a few layers over characters (+ the n-gram branch when sized)."""
     if hidden % heads:
         raise ValueError(f"hidden size must be a multiple of the head count, got {hidden} and {heads}")
+    if not 0.0 <= attention_dropout < 1.0:
+        raise ValueError(f"attention dropout must be in [0, 1), got {attention_dropout}")
     return BertConfig(
         ngram_vocab_size=ngram_vocab_size,
         ngram_dim=ngram_dim,
@@ -237,7 +240,7 @@ def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int
         max_position_embeddings=max_len,
         type_vocab_size=2,
         hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
+        attention_probs_dropout_prob=attention_dropout,
         pad_token_id=0,
     )
 
