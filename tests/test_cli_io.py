@@ -155,17 +155,21 @@ def test_append_mode_repairs_a_torn_last_line(tmp_path: Path) -> None:
 
 def test_ctrl_c_leaves_no_partial_output(tmp_path: Path) -> None:
     """SIGINT in the middle of a conversion: clean message, exit 130, target file not created."""
-    src = tmp_path / "big.jsonl"
     line = json.dumps({"call_id": "X", "turns": [{"role": "agent", "text": "您好" * 50}]}, ensure_ascii=False)
-    src.write_text((line + "\n") * 400_000, encoding="utf-8")
     out = tmp_path / "out.jsonl"
+    # Transcripts arrive on stdin, which stays open: the job is certainly mid-way when SIGINT comes (a file
+    # input could be converted completely before the signal on a fast machine).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kefu", "-q", "convert", str(src), "-o", str(out)],
+        [sys.executable, "-m", "kefu", "-q", "convert", "-o", str(out)],
         cwd=REPO,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdin is not None
+    proc.stdin.write((line + "\n") * 20_000)
+    proc.stdin.flush()
     deadline = time.time() + 30
     while time.time() < deadline and not list(tmp_path.glob(".out.jsonl.*")):
         time.sleep(0.05)
