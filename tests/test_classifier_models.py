@@ -172,6 +172,11 @@ def test_evaluation_reports_lexicon_split_and_curves(tiny_tfidf: Path, tiny_data
         assert key in synth
     assert synth["taboo_confusion"][0][0] + synth["taboo_confusion"][1][1] > 0
     assert results["stc3_test"]["dialogues"] == 10
+    # The gold set mixes spoken calls and typed chats: complaint risk is also reported per channel.
+    gold = results["gold"]
+    assert gold["complaint_risk_chat_calls"] + gold["complaint_risk_voice_calls"] == gold["calls"]
+    assert gold["complaint_risk_chat_calls"] > 0 and 0.0 <= gold["complaint_risk_voice_auc"] <= 1.0
+    assert "complaint_risk_voice_auc" not in synth  # one channel only: no breakdown
     assert (tmp_path / "eval.md").exists() and (tmp_path / "eval.json").exists()
     pytest.importorskip("matplotlib")
     assert (tmp_path / "pr_synthetic_test.png").exists()

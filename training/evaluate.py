@@ -133,6 +133,15 @@ def evaluate_calls(clf: CallClassifier, calls: list[dict[str, Any]], curves: dic
         out[f"{label}_ece"] = ece(y, p)
         out[f"{label}_confusion"] = m["confusion"]
         curves[label] = (y, p)
+        channels = [str(calls[i].get("channel") or "unknown") for i in rows]
+        if label == "complaint_risk" and len(set(channels)) > 1:
+            # Typed and spoken calls are aggregated with different weights: report each channel on its own.
+            for ch in sorted(set(channels)):
+                sel = [k for k, c in enumerate(channels) if c == ch]
+                ys, ps = [y[k] for k in sel], [p[k] for k in sel]
+                out[f"complaint_risk_{ch}_calls"] = len(sel)
+                out[f"complaint_risk_{ch}_auc"] = auc(ys, ps)
+                out[f"complaint_risk_{ch}_f1"] = prf(ys, ps)["f1"]
     return out
 
 

@@ -38,9 +38,12 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "",
         "## Labels",
         f"- turn outputs: {', '.join(HEADS)} (taboo/empathy apply to agent turns, risk to customer turns)",
-        f"- call context head: {CALL_HEAD}; call outputs: complaint_risk, empathy",
+        f"- call context head: {CALL_HEAD}; call outputs: complaint_risk, empathy (a logistic aggregator over "
+        "turn, call-head and call-text features, with its own weights for typed channels: chat, app, WeChat, "
+        "Weibo…)",
         *([f"- whole-call text model (call_text.json/.safetensors): character 1–3-gram TF-IDF of the customer, "
-           f"agent, first, later and last customer turns + call shape, ridge regression on dissatisfaction; "
+           f"agent, first, later and last customer turns + call shape, ridge regression on dissatisfaction plus "
+           f"a logistic regression of the binary label (logistic_weight); "
            f"{json.dumps(meta['call_text'], ensure_ascii=False)}"] if meta.get("call_text") else []),
         "",
         "## Training data",
