@@ -213,21 +213,3 @@ def test_calibrator_and_aggregator_basics() -> None:
     assert Aggregator.from_dict(agg.to_dict()).weights == agg.weights
     with pytest.raises(ValueError, match="aggregator features"):
         Aggregator.from_dict({"features": ["x"], "weights": {}})
-
-
-def test_training_threads_follow_what_the_cores_do_now(monkeypatch: pytest.MonkeyPatch) -> None:
-    import training.fit as fit_module
-
-    monkeypatch.setattr(fit_module.os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(fit_module, "busy_cores", lambda sample_s=0.3: 0.1)
-    # An idle machine gets both threads even when the load average still remembers the last job.
-    monkeypatch.setattr(fit_module.os, "getloadavg", lambda: (1.4, 1.0, 1.0))
-    assert fit_module.auto_threads() == 2
-    monkeypatch.setattr(fit_module, "busy_cores", lambda sample_s=0.3: 1.2)  # another job holds a core
-    assert fit_module.auto_threads() == 1
-    monkeypatch.setattr(fit_module, "busy_cores", lambda sample_s=0.3: None)  # no /proc/stat: the load average
-    assert fit_module.auto_threads() == 1
-    monkeypatch.setattr(fit_module.os, "getloadavg", lambda: (0.2, 0.1, 0.1))
-    assert fit_module.auto_threads() == 2
-    measured = fit_module.busy_cores(0.05)
-    assert measured is None or 0.0 <= measured <= 2.0 + 1e-9

@@ -51,46 +51,17 @@ BACKENDS: tuple[str, ...] = ("char_transformer", "tfidf")
 DEV_USES: tuple[str, ...] = ("train", "thresholds", "none")
 
 
-def busy_cores(sample_s: float = 0.3) -> float | None:
-    """How many cores other work keeps busy right now (from two /proc/stat readings), None where unreadable."""
-
-    def read() -> tuple[int, int] | None:
-        try:
-            with open("/proc/stat", encoding="ascii") as f:
-                fields = [int(x) for x in f.readline().split()[1:]]
-        except (OSError, ValueError):
-            return None
-        if len(fields) < 4:
-            return None
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields), idle
-
-    first = read()
-    time.sleep(sample_s)
-    second = read()
-    if first is None or second is None or second[0] <= first[0]:
-        return None
-    total, idle = second[0] - first[0], second[1] - first[1]
-    return (1.0 - idle / total) * (os.cpu_count() or 1)
-
-
 def auto_threads(limit: int = 2) -> int:
-    """Threads for torch: up to `limit`, fewer when other jobs keep the cores busy right now.
+    """Threads for torch: up to `limit`, fewer when other jobs already keep the cores busy.
 
     On a shared 2-core machine two torch threads competing with another process run 5–10× slower
-    than one thread (measured here); on an idle one two threads train 20 % more steps than one. The
-    load is sampled now rather than read from the load average, whose minute-long memory counts the
-    job that just finished (e.g. `kefu train data` right before `kefu train fit`) as busy.
+    than one thread (measured here), so the load average decides.
     """
     cores = os.cpu_count() or 1
-    now = busy_cores()
-    if now is not None:
-        busy = int(now + 0.5)
-    else:
-        try:
-            busy = int(os.getloadavg()[0] + 0.5)
-        except OSError:
-            busy = 0
+    try:
+        busy = int(os.getloadavg()[0] + 0.5)
+    except OSError:
+        busy = 0
     return max(1, min(limit, cores - busy))
 
 
