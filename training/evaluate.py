@@ -80,6 +80,51 @@ def ece(y: Sequence[int], p: Sequence[float], bins: int = 10) -> float:
     return float(total)
 
 
+# Taboo categories of the domain (pattern groups carry them in their names: 不耐烦2, 礼貌外壳推诿, 生硬补充…).
+TABOO_CATEGORIES: tuple[tuple[str, str], ...] = (
+    ("推诿", "推诿"), ("推卸", "推诿"), ("不耐烦", "不耐烦"), ("指责", "指责"), ("轻视", "轻视"),
+    ("挑衅", "挑衅"), ("生硬", "生硬拒绝"), ("拒绝", "生硬拒绝"), ("敷衍", "敷衍"), ("冷漠", "冷漠"),
+    ("讥讽", "讥讽"), ("不文明", "不文明用语"),
+)
+
+
+def taboo_category(pattern: str) -> str:
+    """The taboo category of a generated turn from its pattern id (file/group/index); "其他" when mixed."""
+    group = pattern.split("/")[1] if pattern.count("/") >= 1 else ""
+    return next((cat for key, cat in TABOO_CATEGORIES if key in group), "其他")
+
+
+def negative_source(pattern: str) -> str:
+    """Where a generated non-taboo agent turn came from, to show which kind of polite speech draws false alarms."""
+    stem = pattern.split("/")[0]
+    if stem == "kb":
+        return "kb_script"
+    for prefix, name in (("hard_negatives", "hard_negative"), ("agent_empathy", "empathy"),
+                         ("agent_neutral", "neutral"), ("agent_procedural", "neutral")):
+        if stem.startswith(prefix):
+            return name
+    return stem or "unknown"
+
+
+def taboo_breakdown(turns: Sequence[TurnExample], y: Sequence[int], p: Sequence[float], rows: Sequence[int]
+                    ) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Recall per taboo category and false-alarm rate per source of the negatives (generated sets only)."""
+    by_cat: dict[str, list[int]] = {}
+    by_src: dict[str, list[int]] = {}
+    for k, i in enumerate(rows):
+        hit = int(p[k] >= 0.5)
+        if y[k]:
+            by_cat.setdefault(taboo_category(turns[i].pattern), []).append(hit)
+        else:
+            by_src.setdefault(negative_source(turns[i].pattern), []).append(hit)
+    return {
+        "taboo_recall_by_category": {c: {"recall": sum(v) / len(v), "support": len(v)}
+                                     for c, v in sorted(by_cat.items())},
+        "taboo_false_alarms_by_source": {s: {"rate": sum(v) / len(v), "false_alarms": sum(v), "n": len(v)}
+                                         for s, v in sorted(by_src.items())},
+    }
+
+
 def _to_transcript(call: dict[str, Any]) -> Transcript:
     extra = {"channel": call["channel"]} if call.get("channel") else {}  # the aggregator weighs typed chats apart
     return Transcript(str(call["call_id"]), [Turn(role=t["role"], text=t["text"]) for t in call["turns"]], extra)
@@ -114,6 +159,8 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
                 out[f"taboo_{name}_precision"] = sub["precision"]
                 out[f"taboo_{name}_support"] = sub["support"]
                 out[f"taboo_{name}_n"] = sub["n"]
+        if label == "taboo" and all("/" in turns[i].pattern for i in rows):
+            out |= taboo_breakdown(turns, y, p, rows)
     return out
 
 
@@ -245,12 +292,21 @@ def to_markdown(results: dict[str, Any], name: str) -> str:
         if set_name == "targets":
             continue
         lines += [f"## {set_name}", "", "| metric | value |", "|---|---|"]
+        tables = {k: v for k, v in metrics.items() if isinstance(v, dict)}
         for k, v in metrics.items():
             if isinstance(v, float):
                 lines.append(f"| {k} | {v:.4f} |")
-            elif v is not None:
+            elif v is not None and k not in tables:
                 lines.append(f"| {k} | {v} |")
         lines.append("")
+        for k, table in tables.items():  # breakdowns: one row per category / source
+            cols = list(next(iter(table.values()), {}))
+            lines += [f"### {set_name}: {k}", "", f"| {k.split('_by_')[-1]} | " + " | ".join(cols) + " |",
+                      "|---|" + "---|" * len(cols)]
+            for name, row in table.items():
+                lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
+                                                       for c in cols) + " |")
+            lines.append("")
     lines += ["## Targets", "", "| target | minimum | measured | met |", "|---|---|---|---|"]
     for k, t in results.get("targets", {}).items():
         v = t["value"]
