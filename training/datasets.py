@@ -55,6 +55,8 @@ class TurnExample:
     labels: dict[str, int]
     pattern: str = ""
     source: str = ""
+    family: str = ""  # generated turns: the pattern family (taboo, empathy, neutral, hard_negative, script…)
+    group: str = ""  # generated turns: the pattern group (a taboo category such as 不耐烦2, 礼貌外壳推诿)
 
 
 def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -148,7 +150,8 @@ def read_turns(path: str | Path) -> list[TurnExample]:
             clean[key] = int(value)
         if not clean:
             raise InputError(f"{path}:{i}: no usable label for a {role} turn (expected one of {allowed})")
-        out.append(TurnExample(role, text, clean, str(row.get("pattern", "")), f"{path.name}:{i}"))
+        out.append(TurnExample(role, text, clean, str(row.get("pattern", "")), f"{path.name}:{i}",
+                               str(row.get("family", "")), str(row.get("group", ""))))
     return out
 
 

@@ -88,35 +88,22 @@ TABOO_CATEGORIES: tuple[tuple[str, str], ...] = (
 )
 
 
-def taboo_category(pattern: str) -> str:
-    """The taboo category of a generated turn from its pattern id (file/group/index); "其他" when mixed."""
-    group = pattern.split("/")[1] if pattern.count("/") >= 1 else ""
+def taboo_category(group: str) -> str:
+    """The taboo category of a generated pattern group (不耐烦2 → 不耐烦); "其他" when the group mixes them."""
     return next((cat for key, cat in TABOO_CATEGORIES if key in group), "其他")
-
-
-def negative_source(pattern: str) -> str:
-    """Where a generated non-taboo agent turn came from, to show which kind of polite speech draws false alarms."""
-    stem = pattern.split("/")[0]
-    if stem == "kb":
-        return "kb_script"
-    for prefix, name in (("hard_negatives", "hard_negative"), ("agent_empathy", "empathy"),
-                         ("agent_neutral", "neutral"), ("agent_procedural", "neutral")):
-        if stem.startswith(prefix):
-            return name
-    return stem or "unknown"
 
 
 def taboo_breakdown(turns: Sequence[TurnExample], y: Sequence[int], p: Sequence[float], rows: Sequence[int]
                     ) -> dict[str, dict[str, dict[str, float | int]]]:
-    """Recall per taboo category and false-alarm rate per source of the negatives (generated sets only)."""
+    """Recall per taboo category and false-alarm rate per pattern family of the negatives (generated sets only)."""
     by_cat: dict[str, list[int]] = {}
     by_src: dict[str, list[int]] = {}
     for k, i in enumerate(rows):
         hit = int(p[k] >= 0.5)
         if y[k]:
-            by_cat.setdefault(taboo_category(turns[i].pattern), []).append(hit)
+            by_cat.setdefault(taboo_category(turns[i].group), []).append(hit)
         else:
-            by_src.setdefault(negative_source(turns[i].pattern), []).append(hit)
+            by_src.setdefault(turns[i].family, []).append(hit)
     return {
         "taboo_recall_by_category": {c: {"recall": sum(v) / len(v), "support": len(v)}
                                      for c, v in sorted(by_cat.items())},
@@ -159,7 +146,7 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
                 out[f"taboo_{name}_precision"] = sub["precision"]
                 out[f"taboo_{name}_support"] = sub["support"]
                 out[f"taboo_{name}_n"] = sub["n"]
-        if label == "taboo" and all("/" in turns[i].pattern for i in rows):
+        if label == "taboo" and all(turns[i].family for i in rows):  # generated turns record their family
             out |= taboo_breakdown(turns, y, p, rows)
     return out
 
