@@ -43,7 +43,7 @@ def data(
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Output folder [default: $KEFU_HOME/training_data].")
     ] = None,
-    turns: Annotated[int, typer.Option("--turns", help="Training turns (val/test get a fifth to a quarter).")] = 24000,
+    turns: Annotated[int, typer.Option("--turns", help="Training turns (val/test get a fifth to a quarter).")] = 36000,
     calls: Annotated[int, typer.Option("--calls", help="Training calls (val/test get a fifth to a quarter).")] = 3000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the pattern split and the samples.")] = 13,
     noise: Annotated[float, typer.Option("--noise", help="ASR noise level, 0 (clean) to 1 (heavy).")] = 0.5,

@@ -75,7 +75,7 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield i, row
 
 
-def generate(out_dir: str | Path, n_turns: int = 24000, n_calls: int = 3000, seed: int = 13, noise: float = 0.5,
+def generate(out_dir: str | Path, n_turns: int = 36000, n_calls: int = 3000, seed: int = 13, noise: float = 0.5,
              quiet: bool | None = None) -> dict[str, Any]:
     """Write turns_{split}.jsonl and calls_{split}.jsonl for train/val/test plus manifest.json; return the manifest.
 
