@@ -127,7 +127,7 @@ def fit(
     dev: Annotated[
         list[Path] | None,
         typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
-                     "[default: training/data/dev_calls.jsonl, dev2_calls.jsonl and dev3_calls.jsonl when present]."),
+                     "[default: training/data/dev_calls.jsonl, dev2_calls.jsonl, dev3_calls.jsonl and dev4_calls.jsonl when present]."),
     ] = None,
     no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,
     threshold_calls: Annotated[

@@ -32,6 +32,7 @@ from models.classifier.common import (
 from training.datasets import (
     DEV2_PATH,
     DEV3_PATH,
+    DEV4_PATH,
     DEV_PATH,
     STC3_PATH,
     THRESHOLD_CALLS_PATH,
@@ -108,7 +109,7 @@ class FitConfig:
     # Per-output decision thresholds chosen on the validation split + the hand-written threshold calls
     # (+ dev calls with dev_use="thresholds").
     thresholds: bool = True
-    # Hand-written dev calls [default: DEV_PATH, DEV2_PATH and DEV3_PATH where they exist; [] for none].
+    # Hand-written dev calls [default: DEV_PATH … DEV4_PATH where they exist; [] for none].
     dev_paths: list[Path] | None = None
     # Hand-written calls that only choose the thresholds [default: THRESHOLD_CALLS_PATH if it exists; [] for none].
     threshold_paths: list[Path] | None = None
@@ -150,7 +151,7 @@ class FitConfig:
         if self.dev_weight < 1:
             raise InputError(f"--dev-weight must be >= 1, got {self.dev_weight}")
         if self.dev_paths is None:
-            self.dev_paths = [p for p in (DEV_PATH, DEV2_PATH, DEV3_PATH) if p.exists()]
+            self.dev_paths = [p for p in (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH) if p.exists()]
         if self.threshold_paths is None:
             self.threshold_paths = [THRESHOLD_CALLS_PATH] if THRESHOLD_CALLS_PATH.exists() else []
         for flag, paths in (("--dev", self.dev_paths), ("--threshold-calls", self.threshold_paths)):
