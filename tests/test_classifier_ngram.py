@@ -109,6 +109,10 @@ def test_dev_calls_train_by_default_and_then_leave_thresholds_to_validation(wide
     # 18 labelled dev turns, each repeated dev_weight (5) times, always kept by the max_turns cut.
     assert meta["train_counts"]["dev_turns_trained"] == 90 and meta["train_counts"]["dev_turns"] == 0
     assert meta["threshold_selection"]["taboo"]["sets"] == ["val"]
+    # Chosen for the hand-written calls' share of positives; the validation-share thresholds are kept beside.
+    assert meta["threshold_selection"]["taboo"]["prior"] == "calls"
+    assert meta["threshold_selection"]["taboo"]["handwritten_share"] == pytest.approx(3 / 12, abs=1e-4)
+    assert set(meta["thresholds_generated"]) == set(meta["thresholds"]) == {"taboo", "empathy", "risk"}
     with pytest.raises(InputError, match="--dev-use must be one of train, thresholds, none"):
         _cfg(data, data / "x", dev_use="tune")
 
@@ -174,3 +178,64 @@ def test_best_threshold_and_calibrator_shift() -> None:
     assert cal.apply("taboo", np.array([logit]))[0] == pytest.approx(0.5)
     assert Calibrator.from_meta({"temperatures": {"taboo": 2.0}}).apply("taboo", np.array([logit]))[0] == (
         pytest.approx(0.3))
+
+
+def test_negative_weights_move_the_threshold_up_and_are_validated() -> None:
+    y = np.array([0] * 6 + [1] * 6)
+    p = np.array([0.1, 0.2, 0.3, 0.45, 0.55, 0.65, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    t_plain, _ = best_threshold([(y, p)])
+    t_rare, _ = best_threshold([(y, p)], negative_weights=[5.0])  # positives five times rarer in real calls
+    assert t_rare > t_plain
+    with pytest.raises(ValueError, match="one positive negative-weight per set"):
+        best_threshold([(y, p)], negative_weights=[1.0, 2.0])
+
+
+def _threshold_data(share: dict[str, float]):
+    from training.datasets import TurnExample
+    from training.fit import TrainData
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 300 + [1] * 300)  # validation: half taboo, as generated data has far more than real calls
+    logits = np.where(y == 1, rng.normal(1.0, 1.0, 600), rng.normal(-1.0, 1.0, 600))
+    val = [TurnExample("agent", f"t{i}", {"taboo": int(v)}) for i, v in enumerate(y)]
+    data = TrainData([], [], [], val, [], [], {}, handwritten_share=share)
+    return data, np.stack([logits, np.zeros(600), np.zeros(600)], axis=1)
+
+
+@pytest.mark.parametrize("prior", ["calls", "validation"])
+def test_thresholds_follow_the_positive_share_of_the_hand_written_calls(prior: str) -> None:
+    from types import SimpleNamespace
+
+    from training.fit import _choose_thresholds
+
+    data, logits = _threshold_data({"taboo": 0.08})
+    clf = SimpleNamespace(calibrator=Calibrator({}))
+    _choose_thresholds(clf, data, logits, prior)
+    rep = clf.threshold_report["taboo"]
+    assert clf.thresholds_generated["taboo"] == rep["threshold_at_validation_share"]
+    if prior == "calls":
+        # 8 % positives instead of 50 %: each validation negative counts (0.92/0.08) / (300/300) = 11.5 times.
+        assert rep["validation_negative_weight"] == pytest.approx(11.5)
+        assert clf.calibrator.thresholds["taboo"] > clf.thresholds_generated["taboo"] + 0.1
+    else:
+        assert clf.calibrator.thresholds["taboo"] == clf.thresholds_generated["taboo"]
+    with pytest.raises(InputError, match="--threshold-prior must be one of calls, validation"):
+        _cfg(Path("."), Path("x"), threshold_prior="gold")
+
+
+def test_generated_test_sets_are_scored_at_the_validation_share_thresholds() -> None:
+    from types import SimpleNamespace
+
+    from training.datasets import TurnExample
+    from training.evaluate import evaluate_turns, generated_shift
+
+    # Shipped threshold 0.7 (real-call share), 0.4 at the generated share; a turn at calibrated 0.5 reads
+    # sigmoid(logit(0.5) - logit(0.7)) ≈ 0.30 from the model: not flagged as shipped, flagged on generated data.
+    clf = SimpleNamespace(meta={"thresholds": {"taboo": 0.7}, "thresholds_generated": {"taboo": 0.4}},
+                          predict_turns=lambda texts, roles: [{"taboo": 0.3}, {"taboo": 0.1}])
+    shift = generated_shift(clf)
+    assert shift["taboo"] == pytest.approx(np.log(0.7 / 0.3) - np.log(0.4 / 0.6))
+    turns = [TurnExample("agent", "a", {"taboo": 1}), TurnExample("agent", "b", {"taboo": 0})]
+    assert evaluate_turns(clf, turns, {})["taboo_recall"] == 0.0
+    assert evaluate_turns(clf, turns, {}, shift)["taboo_recall"] == 1.0
+    assert generated_shift(SimpleNamespace(meta={"thresholds": {"taboo": 0.5}})) == {}  # models saved before

@@ -124,10 +124,19 @@ def fit(
                      help="Choose a decision threshold per turn output on the validation split and the "
                           "hand-written threshold calls (+ the dev calls with --dev-use thresholds)."),
     ] = True,
+    threshold_prior: Annotated[
+        str,
+        typer.Option("--threshold-prior",
+                     help="Positive share the thresholds are chosen for: calls (that of the hand-written labelled "
+                          "calls, as in real calls; validation negatives are reweighted) or validation (the "
+                          "generated validation split's own). Both are saved; generated test sets are scored "
+                          "at the validation ones."),
+    ] = "calls",
     dev: Annotated[
         list[Path] | None,
         typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
-                     "[default: training/data/dev_calls.jsonl, dev2_calls.jsonl, dev3_calls.jsonl and dev4_calls.jsonl when present]."),
+                     "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl … dev5_calls.jsonl "
+                     "when present]."),
     ] = None,
     no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,
     threshold_calls: Annotated[
@@ -192,6 +201,7 @@ def fit(
         dev_paths=[] if no_dev else (list(dev) if dev else None),
         threshold_paths=[] if no_threshold_calls else (list(threshold_calls) if threshold_calls else None),
         dev_use=dev_use,
+        threshold_prior=threshold_prior,
         dev_weight=dev_weight,
         call_text=call_text,
         call_text_weight=call_text_weight,

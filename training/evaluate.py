@@ -117,8 +117,24 @@ def _to_transcript(call: dict[str, Any]) -> Transcript:
     return Transcript(str(call["call_id"]), [Turn(role=t["role"], text=t["text"]) for t in call["turns"]], extra)
 
 
-def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any]) -> dict[str, Any]:
-    """Turn-level metrics for taboo (split by lexicon wording), empathy and risk."""
+def generated_shift(clf: CallClassifier) -> dict[str, float]:
+    """Per turn output, the logit shift that moves the model's decision threshold (chosen for the positive share
+    of real calls) to the one chosen for the generated validation split's share (`thresholds_generated`)."""
+    meta = getattr(clf, "meta", None) or {}
+    shipped, generated = meta.get("thresholds") or {}, meta.get("thresholds_generated") or {}
+
+    def logit(t: float) -> float:
+        t = min(max(float(t), 1e-4), 1 - 1e-4)
+        return float(np.log(t / (1 - t)))
+
+    return {h: logit(shipped[h]) - logit(generated[h]) for h in generated if h in shipped}
+
+
+def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any],
+                   shift: dict[str, float] | None = None) -> dict[str, Any]:
+    """Turn-level metrics for taboo (split by lexicon wording), empathy and risk.
+
+    `shift` (logits per output) re-centres the decision at another threshold (see generated_shift)."""
     preds = clf.predict_turns([t.text for t in turns], [t.role for t in turns])
     out: dict[str, Any] = {}
     for label in ("taboo", "empathy", "risk"):
@@ -127,6 +143,9 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
             continue
         y = [turns[i].labels[label] for i in rows]
         p = [preds[i][label] for i in rows]
+        if shift and label in shift:
+            z = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - np.asarray(p), 1e-7, 1)) + shift[label]
+            p = (1 / (1 + np.exp(-z))).tolist()
         m = prf(y, p)
         out[f"{label}_precision"], out[f"{label}_recall"], out[f"{label}_f1"] = m["precision"], m["recall"], m["f1"]
         out[f"{label}_support"] = m["support"]
@@ -233,7 +252,12 @@ def evaluate(clf: CallClassifier, data_dir: Path, out_dir: Path | None = None, g
     if turns_path.exists():
         c: dict[str, Any] = {}
         calls = read_calls(Path(data_dir) / "calls_test.jsonl")
-        results["synthetic_test"] = evaluate_turns(clf, read_turns(turns_path), c) | evaluate_calls(clf, calls, c)
+        # Generated turns are a quarter taboo: scored at the thresholds chosen for validation's own share.
+        shift = generated_shift(clf)
+        results["synthetic_test"] = (evaluate_turns(clf, read_turns(turns_path), c, shift)
+                                     | evaluate_calls(clf, calls, c))
+        if shift:
+            results["synthetic_test"]["turn_thresholds"] = "thresholds_generated (validation share)"
         curves["synthetic_test"] = c
     gold_path = gold if gold is not None else None
     try:

@@ -64,8 +64,13 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "## Evaluation",
         "Turn outputs at 0.5 after the per-output decision thresholds were folded into them (chosen on the",
         f"sets {_threshold_sets(meta)}: {json.dumps(meta.get('thresholds') or {})};",
-        "a calibrated probability equal to its threshold reads 0.5). The synthetic test split, the gold set and",
-        "the STC-3 test split were never used for training, calibration, thresholds or selection.",
+        "a calibrated probability equal to its threshold reads 0.5).",
+        *([f"They are chosen for the positive share of the hand-written labelled calls (as in real calls); at the "
+           f"generated validation split's own share they would be {json.dumps(meta['thresholds_generated'])}, "
+           "and the synthetic test split is scored at those."]
+          if meta.get("thresholds_generated") and meta.get("thresholds_generated") != meta.get("thresholds") else []),
+        "The synthetic test split, the gold set and the STC-3 test split were never used for training,",
+        "calibration, thresholds or selection.",
         "",
         *(_table(ev) if ev else ["(not evaluated yet: run `kefu train eval`)"]),
         "",

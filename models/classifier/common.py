@@ -101,22 +101,29 @@ class Calibrator:
 
 
 def best_threshold(sets: Sequence[tuple[np.ndarray, np.ndarray]], lo: float = 0.05, hi: float = 0.95,
-                   step: float = 0.01) -> tuple[float, float]:
+                   step: float = 0.01, negative_weights: Sequence[float] | None = None) -> tuple[float, float]:
     """(threshold, mean F1) maximising the mean F1 over the given (labels, probabilities) sets.
 
+    `negative_weights` (one per set) count each negative of that set so many times: a set whose positive
+    share differs from the data the model will meet is scored as if it had that data's share.
     Ties go to the threshold closest to 0.5. Sets without both classes are skipped; with none left, 0.5.
     """
-    usable = [(np.asarray(y, dtype=int), np.asarray(p, dtype=float)) for y, p in sets]
-    usable = [(y, p) for y, p in usable if len(y) and 0 < y.sum() < len(y)]
+    weights = list(negative_weights) if negative_weights is not None else [1.0] * len(sets)
+    if len(weights) != len(sets) or any(w <= 0 for w in weights):
+        raise ValueError(f"need one positive negative-weight per set, got {weights} for {len(sets)} sets")
+    usable = [(np.asarray(y, dtype=int), np.asarray(p, dtype=float), w)
+              for (y, p), w in zip(sets, weights, strict=True)]
+    usable = [(y, p, w) for y, p, w in usable if len(y) and 0 < y.sum() < len(y)]
     if not usable:
         return 0.5, float("nan")
     best = (-1.0, 0.5)
     for t in np.round(np.arange(lo, hi + 1e-9, step), 4):
         f1s = []
-        for y, p in usable:
+        for y, p, w in usable:
             pred = p >= t
             tp = float((pred & (y == 1)).sum())
-            denom = float(pred.sum() + (y == 1).sum())
+            fp = float((pred & (y == 0)).sum())
+            denom = 2 * tp + w * fp + float(((~pred) & (y == 1)).sum())
             f1s.append(2 * tp / denom if denom else 0.0)
         score = float(np.mean(f1s))
         if score > best[0] + 1e-9 or (abs(score - best[0]) <= 1e-9 and abs(t - 0.5) < abs(best[1] - 0.5)):
