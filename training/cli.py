@@ -233,6 +233,8 @@ def evaluate_cmd(
 
     Sets: the pattern-disjoint synthetic test split, the hand-written gold calls, the STC-3 test split.
     Taboo is also reported separately for wording present in and absent from the taboo lexicon.
+    Generated test turns are scored at the thresholds chosen for the generated data's share of positives
+    (thresholds_generated), hand-written calls at the model's own (see kefu train fit --threshold-prior).
     """
     from models.classifier import RUNTIMES, load_classifier
     from training.evaluate import evaluate, headline
