@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from training.datasets import DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH, DEV_PATH, GOLD_PATH, read_calls
+from training.datasets import DEV_PATH, DEV_PATHS, GOLD_PATH, read_calls
 from training.generator import TurnSample, call_labels
 
-DEV_FILES = [p for p in (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH) if p.exists()]
+DEV_FILES = [p for p in DEV_PATHS if p.exists()]
 TURN_LABELS = {"agent": {"taboo", "empathy"}, "customer": {"risk"}}
 
 

@@ -40,6 +40,7 @@ DEV2_PATH = REPO / "training" / "data" / "dev2_calls.jsonl"
 DEV3_PATH = REPO / "training" / "data" / "dev3_calls.jsonl"
 DEV4_PATH = REPO / "training" / "data" / "dev4_calls.jsonl"
 DEV5_PATH = REPO / "training" / "data" / "dev5_calls.jsonl"
+DEV_PATHS = (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH)  # the hand-written sets that train by default
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from kefu.schemas import Transcript, Turn
+from models.classifier.common import logit, sigmoid
 from models.classifier_base import CallClassifier
 from training.datasets import (
     TurnExample,
@@ -122,12 +123,7 @@ def generated_shift(clf: CallClassifier) -> dict[str, float]:
     of real calls) to the one chosen for the generated validation split's share (`thresholds_generated`)."""
     meta = getattr(clf, "meta", None) or {}
     shipped, generated = meta.get("thresholds") or {}, meta.get("thresholds_generated") or {}
-
-    def logit(t: float) -> float:
-        t = min(max(float(t), 1e-4), 1 - 1e-4)
-        return float(np.log(t / (1 - t)))
-
-    return {h: logit(shipped[h]) - logit(generated[h]) for h in generated if h in shipped}
+    return {h: float(logit(shipped[h]) - logit(generated[h])) for h in generated if h in shipped}
 
 
 def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any],
@@ -144,8 +140,7 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
         y = [turns[i].labels[label] for i in rows]
         p = [preds[i][label] for i in rows]
         if shift and label in shift:
-            z = np.log(np.clip(p, 1e-7, 1 - 1e-7) / np.clip(1 - np.asarray(p), 1e-7, 1)) + shift[label]
-            p = (1 / (1 + np.exp(-z))).tolist()
+            p = sigmoid(logit(p, 1e-7) + shift[label]).tolist()
         m = prf(y, p)
         out[f"{label}_precision"], out[f"{label}_recall"], out[f"{label}_f1"] = m["precision"], m["recall"], m["f1"]
         out[f"{label}_support"] = m["support"]

@@ -30,11 +30,7 @@ from models.classifier.common import (
     prepare,
 )
 from training.datasets import (
-    DEV2_PATH,
-    DEV3_PATH,
-    DEV4_PATH,
-    DEV5_PATH,
-    DEV_PATH,
+    DEV_PATHS,
     STC3_PATH,
     THRESHOLD_CALLS_PATH,
     TurnExample,
@@ -119,7 +115,7 @@ class FitConfig:
     # validation split's own share (the thresholds before 2026-12-06). Both are saved; generated test sets
     # are scored at the validation-share ones (`thresholds_generated`), so their numbers stay comparable.
     threshold_prior: str = "calls"
-    # Hand-written dev calls [default: DEV_PATH … DEV5_PATH where they exist; [] for none].
+    # Hand-written dev calls [default: DEV_PATHS where they exist; [] for none].
     dev_paths: list[Path] | None = None
     # Hand-written calls that only choose the thresholds [default: THRESHOLD_CALLS_PATH if it exists; [] for none].
     threshold_paths: list[Path] | None = None
@@ -164,7 +160,7 @@ class FitConfig:
         if self.dev_weight < 1:
             raise InputError(f"--dev-weight must be >= 1, got {self.dev_weight}")
         if self.dev_paths is None:
-            self.dev_paths = [p for p in (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH) if p.exists()]
+            self.dev_paths = [p for p in DEV_PATHS if p.exists()]
         if self.threshold_paths is None:
             self.threshold_paths = [THRESHOLD_CALLS_PATH] if THRESHOLD_CALLS_PATH.exists() else []
         for flag, paths in (("--dev", self.dev_paths), ("--threshold-calls", self.threshold_paths)):

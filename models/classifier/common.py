@@ -54,6 +54,12 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -40, 40)))
 
 
+def logit(p: float | np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """log(p / (1 - p)) with p clipped to [eps, 1 - eps]."""
+    q = np.clip(np.asarray(p, dtype=np.float64), eps, 1 - eps)
+    return np.log(q / (1 - q))
+
+
 @dataclass
 class Calibrator:
     """Temperature scaling per output, fitted on a validation split (never the test split).
@@ -87,8 +93,7 @@ class Calibrator:
     def apply(self, name: str, logits: np.ndarray) -> np.ndarray:
         z = np.asarray(logits, dtype=np.float64) / self.temperatures.get(name, 1.0)
         if name in self.thresholds:
-            t = min(max(float(self.thresholds[name]), 1e-4), 1 - 1e-4)
-            z = z - math.log(t / (1 - t))
+            z = z - float(logit(self.thresholds[name]))
         return sigmoid(z)
 
     def to_dict(self) -> dict[str, float]:
