@@ -118,6 +118,26 @@ def test_asr_noise_strips_punctuation_and_adds_homophones() -> None:
     assert add_asr_noise("电费", rng, 0.0) == "电费"
 
 
+def test_asr_noise_drops_characters_but_never_a_negation() -> None:
+    # "我们不会当没听见" without 不 is a taboo labelled empathy: noise must not turn the meaning.
+    rng = random.Random(2)
+    text = "您提的这些困难我们不会当没听见，别担心，没有人会不管，未处理完之前绝不结单"
+    outs = [add_asr_noise(text, rng, 1.5) for _ in range(400)]
+    assert sum(len(o) < len(text) for o in outs) > 50  # characters do get dropped
+    for o in outs:
+        for ch in "不没别未":
+            assert o.count(ch) >= text.count(ch), o
+
+
+def test_apologies_are_empathy_cues_not_label_free_context() -> None:
+    # An apology is empathy by the labelling guide, so an apology script sentence must never be used as
+    # label-free context (it would label an apologising turn empathy 0, and teach that apologies cancel taboo).
+    cues = load_inventory().slots["empathy_cues"]
+    for sentence in ("抢修人员的服务让您不满意，我代表供电公司向您道歉。", "之前的服务让您不满意，我向您诚恳道歉。",
+                     "我都会为您登记相应工单并跟踪到底，不会让您白等。"):
+        assert any(c in sentence for c in cues), sentence
+
+
 def test_extra_turns_reader_reports_file_and_line(tmp_path: Path) -> None:
     good = tmp_path / "extra.jsonl"
     good.write_text(

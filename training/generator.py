@@ -47,6 +47,8 @@ HOMOPHONES: tuple[tuple[str, str], ...] = (
     ("工号", "攻号"),
     ("一下", "以下"),
 )
+# Characters that carry negation are never dropped: "我们不会当没听见" without 不 says the opposite of its label.
+NEGATIONS = frozenset("不没别无未非勿甭莫")
 FILLERS: tuple[str, ...] = ("嗯", "啊", "呃", "那个", "就是", "这个", "然后", "哦", "对")
 # Lead-ins and tails shared by every label, so a sentence frame never predicts the label.
 AGENT_LEADS: tuple[str, ...] = (
@@ -184,7 +186,8 @@ def split_patterns(inventory: Inventory, seed: int = 13, val: float = 0.1, test:
 
 
 def add_asr_noise(text: str, rng: random.Random, level: float = 0.5) -> str:
-    """Speech-recognition noise: no punctuation, fillers, homophones, dropped or doubled characters."""
+    """Speech-recognition noise: no punctuation, fillers, homophones, dropped or doubled characters (never a
+    negation, which would turn the meaning and not the label)."""
     if level <= 0:
         return text
     if rng.random() < 0.3 + 0.6 * level:
@@ -196,7 +199,7 @@ def add_asr_noise(text: str, rng: random.Random, level: float = 0.5) -> str:
     out: list[str] = []
     for ch in chars:
         r = rng.random()
-        if r < 0.025 * level and len(chars) > 6:
+        if r < 0.025 * level and len(chars) > 6 and ch not in NEGATIONS:
             continue  # dropped character
         out.append(ch)
         if r > 1 - 0.01 * level:
