@@ -184,6 +184,9 @@ def test_evaluation_reports_lexicon_split_and_curves(tiny_tfidf: Path, tiny_data
     alarms = synth["taboo_false_alarms_by_source"]
     assert sum(a["false_alarms"] for a in alarms.values()) == synth["taboo_confusion"][0][1]
     assert "hard_negative" in alarms and "taboo_recall_by_category" not in gold  # gold turns have no pattern
+    # Robustness: the same taboo turns with an empathy turn appended are still taboo, and scored as such.
+    assert synth["taboo_empathy_appended_n"] == synth["taboo_support"]
+    assert 0.0 <= synth["taboo_recall_empathy_appended"] <= 1.0 and "taboo_recall_empathy_appended" not in gold
     assert set(alarms) <= {"hard_negative", "empathy", "neutral", "script"}  # the generator's families
     md = (tmp_path / "eval.md").read_text(encoding="utf-8")
     assert "### synthetic_test: taboo_recall_by_category" in md and "| 推诿 |" in md

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import random
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +114,22 @@ def taboo_breakdown(turns: Sequence[TurnExample], y: Sequence[int], p: Sequence[
     }
 
 
+def apology_probe(clf: CallClassifier, turns: Sequence[TurnExample], positives: Sequence[int], shift: float = 0.0
+                  ) -> dict[str, float | int]:
+    """Taboo recall when an empathy turn of the same set is appended to each taboo turn ("…你自己不会看吗，给您添
+    麻烦了 实在抱歉"): the turn is still taboo, so a model that lets the apology hide it can be gamed."""
+    empathy = [t.text for t in turns if t.family == "empathy" and t.role == "agent"]
+    if not positives or not empathy:
+        return {}
+    rng = random.Random(0)
+    texts = [f"{turns[i].text}，{rng.choice(empathy)}" for i in positives]
+    p = [d["taboo"] for d in clf.predict_turns(texts, ["agent"] * len(texts))]
+    if shift:
+        p = sigmoid(logit(p, 1e-7) + shift).tolist()
+    return {"taboo_recall_empathy_appended": sum(x >= 0.5 for x in p) / len(p),
+            "taboo_empathy_appended_n": len(p)}
+
+
 def _to_transcript(call: dict[str, Any]) -> Transcript:
     extra = {"channel": call["channel"]} if call.get("channel") else {}  # the aggregator weighs typed chats apart
     return Transcript(str(call["call_id"]), [Turn(role=t["role"], text=t["text"]) for t in call["turns"]], extra)
@@ -162,6 +179,8 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
                 out[f"taboo_{name}_n"] = sub["n"]
         if label == "taboo" and all(turns[i].family for i in rows):  # generated turns record their family
             out |= taboo_breakdown(turns, y, p, rows)
+            out |= apology_probe(clf, turns, [i for i, t in zip(rows, y, strict=True) if t],
+                                 (shift or {}).get("taboo", 0.0))
     return out
 
 
