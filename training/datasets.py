@@ -42,8 +42,9 @@ DEV4_PATH = REPO / "training" / "data" / "dev4_calls.jsonl"
 DEV5_PATH = REPO / "training" / "data" / "dev5_calls.jsonl"
 DEV6_PATH = REPO / "training" / "data" / "dev6_calls.jsonl"
 DEV7_PATH = REPO / "training" / "data" / "dev7_calls.jsonl"
+DEV8_PATH = REPO / "training" / "data" / "dev8_calls.jsonl"
 # The hand-written sets that train by default.
-DEV_PATHS = (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH, DEV6_PATH, DEV7_PATH)
+DEV_PATHS = (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH, DEV6_PATH, DEV7_PATH, DEV8_PATH)
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"
