@@ -36,15 +36,8 @@ GOLD_PATH = REPO / "training" / "data" / "gold_calls.jsonl"
 # Hand-written labelled calls, written without seeing the gold set (docs/labelling.md). The dev sets train the
 # default model; the threshold set only chooses the decision thresholds and is never trained on.
 DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
-DEV2_PATH = REPO / "training" / "data" / "dev2_calls.jsonl"
-DEV3_PATH = REPO / "training" / "data" / "dev3_calls.jsonl"
-DEV4_PATH = REPO / "training" / "data" / "dev4_calls.jsonl"
-DEV5_PATH = REPO / "training" / "data" / "dev5_calls.jsonl"
-DEV6_PATH = REPO / "training" / "data" / "dev6_calls.jsonl"
-DEV7_PATH = REPO / "training" / "data" / "dev7_calls.jsonl"
-DEV8_PATH = REPO / "training" / "data" / "dev8_calls.jsonl"
-# The hand-written sets that train by default.
-DEV_PATHS = (DEV_PATH, DEV2_PATH, DEV3_PATH, DEV4_PATH, DEV5_PATH, DEV6_PATH, DEV7_PATH, DEV8_PATH)
+# The hand-written sets that train by default: dev_calls.jsonl, dev2_calls.jsonl … dev8_calls.jsonl.
+DEV_PATHS = (DEV_PATH, *(REPO / "training" / "data" / f"dev{n}_calls.jsonl" for n in range(2, 9)))
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"

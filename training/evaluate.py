@@ -114,6 +114,11 @@ def taboo_breakdown(turns: Sequence[TurnExample], y: Sequence[int], p: Sequence[
     }
 
 
+def _recentred(p: Sequence[float], shift: float) -> list[float]:
+    """Probabilities with `shift` added to their logits (a decision at another threshold; see generated_shift)."""
+    return sigmoid(logit(p, 1e-7) + shift).tolist() if shift else list(p)
+
+
 def apology_probe(clf: CallClassifier, turns: Sequence[TurnExample], positives: Sequence[int], shift: float = 0.0
                   ) -> dict[str, float | int]:
     """Taboo recall when an empathy turn of the same set is appended to each taboo turn ("…你自己不会看吗，给您添
@@ -123,9 +128,7 @@ def apology_probe(clf: CallClassifier, turns: Sequence[TurnExample], positives: 
         return {}
     rng = random.Random(0)
     texts = [f"{turns[i].text}，{rng.choice(empathy)}" for i in positives]
-    p = [d["taboo"] for d in clf.predict_turns(texts, ["agent"] * len(texts))]
-    if shift:
-        p = sigmoid(logit(p, 1e-7) + shift).tolist()
+    p = _recentred([d["taboo"] for d in clf.predict_turns(texts, ["agent"] * len(texts))], shift)
     return {"taboo_recall_empathy_appended": sum(x >= 0.5 for x in p) / len(p),
             "taboo_empathy_appended_n": len(p)}
 
@@ -155,9 +158,7 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
         if not rows:
             continue
         y = [turns[i].labels[label] for i in rows]
-        p = [preds[i][label] for i in rows]
-        if shift and label in shift:
-            p = sigmoid(logit(p, 1e-7) + shift[label]).tolist()
+        p = _recentred([preds[i][label] for i in rows], (shift or {}).get(label, 0.0))
         m = prf(y, p)
         out[f"{label}_precision"], out[f"{label}_recall"], out[f"{label}_f1"] = m["precision"], m["recall"], m["f1"]
         out[f"{label}_support"] = m["support"]
