@@ -135,7 +135,7 @@ def fit(
     dev: Annotated[
         list[Path] | None,
         typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
-                     "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl … dev8_calls.jsonl "
+                     "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl … dev9_calls.jsonl "
                      "when present]."),
     ] = None,
     no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,

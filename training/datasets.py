@@ -36,8 +36,8 @@ GOLD_PATH = REPO / "training" / "data" / "gold_calls.jsonl"
 # Hand-written labelled calls, written without seeing the gold set (docs/labelling.md). The dev sets train the
 # default model; the threshold set only chooses the decision thresholds and is never trained on.
 DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
-# The hand-written sets that train by default: dev_calls.jsonl, dev2_calls.jsonl … dev8_calls.jsonl.
-DEV_PATHS = (DEV_PATH, *(REPO / "training" / "data" / f"dev{n}_calls.jsonl" for n in range(2, 9)))
+# The hand-written sets that train by default: dev_calls.jsonl, dev2_calls.jsonl … dev9_calls.jsonl.
+DEV_PATHS = (DEV_PATH, *(REPO / "training" / "data" / f"dev{n}_calls.jsonl" for n in range(2, 10)))
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"
