@@ -211,6 +211,9 @@ def test_small_config_states_its_rules() -> None:
         small_config(100, attention_dropout=1.0)
     with pytest.raises(ValueError, match="multiple of the head count"):
         small_config(100, hidden=30, heads=4)
+    assert small_config(100).turn_pooling == "mean_cls"
+    with pytest.raises(ValueError, match="turn pooling must be one of mean_cls, auto, got 'max'"):
+        small_config(100, turn_pooling="max")
 
 
 def test_load_classifier_rejects_a_non_model_folder(tmp_path: Path) -> None:

@@ -239,3 +239,40 @@ def test_generated_test_sets_are_scored_at_the_validation_share_thresholds() -> 
     assert evaluate_turns(clf, turns, {})["taboo_recall"] == 0.0
     assert evaluate_turns(clf, turns, {}, shift)["taboo_recall"] == 1.0
     assert generated_shift(SimpleNamespace(meta={"thresholds": {"taboo": 0.5}})) == {}  # models saved before
+
+
+def test_auto_pool_lets_one_clear_position_outweigh_many_mild_ones() -> None:
+    import torch
+
+    from models.classifier.char_transformer import auto_pool
+
+    # One rude clause (score 4) among 60 positions of procedure (score -1): a mean calls the turn harmless.
+    scores = torch.full((1, 61, 1), -1.0)
+    scores[0, 30, 0] = 4.0
+    mask = torch.ones(1, 61)
+    assert float(scores.mean()) < 0 < float(auto_pool(scores, mask)) <= 4.0
+    # Masked positions count for nothing; a row without any position scores 0.
+    masked = mask.clone()
+    masked[0, 30] = 0
+    assert float(auto_pool(scores, masked)) == pytest.approx(-1.0)
+    assert float(auto_pool(scores, torch.zeros(1, 61))) == 0.0
+
+
+def test_auto_turn_pooling_trains_saves_exports_and_is_validated(data: Path, tmp_path: Path) -> None:
+    from models.classifier.char_transformer import KefuBertClassifier
+    from training.export import export_and_check
+
+    model = fit(_cfg(data, tmp_path / "auto", turn_pooling="auto", seed=7))
+    assert json.loads((model / "config.json").read_text(encoding="utf-8"))["turn_pooling"] == "auto"
+    meta = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))
+    assert meta["architecture"]["turn_pooling"] == "auto"
+    net = KefuBertClassifier.from_pretrained(str(model))
+    assert net.token_head is not None and net.ngram_head is not None and not hasattr(net, "turn_head")
+    torch_p = load_classifier(model, runtime="torch").predict_turns(TEXTS, ROLES)
+    assert all(0.0 <= p[k] <= 1.0 for p in torch_p for k in p)
+    report = export_and_check(model, data / "turns_test.jsonl", tolerance=0.01)
+    assert report["int8_max_abs_diff"] <= 0.01
+    onnx_p = load_classifier(model).predict_turns(TEXTS, ROLES)
+    assert all(abs(a[k] - b[k]) <= 0.01 for a, b in zip(onnx_p, torch_p, strict=True) for k in a)
+    with pytest.raises(InputError, match="--turn-pooling must be one of mean_cls, auto, got 'max'"):
+        _cfg(data, tmp_path / "x", turn_pooling="max")

@@ -118,6 +118,13 @@ def fit(
         typer.Option("--ngram-dim", help="Width of the transformer's character 1–3-gram branch (0 turns it off)."),
     ] = 32,
     ngram_vocab: Annotated[int, typer.Option("--ngram-vocab", help="Most frequent n-grams kept for it.")] = 50_000,
+    turn_pooling: Annotated[
+        str,
+        typer.Option("--turn-pooling", help="How the transformer's turn outputs read a turn: mean_cls (one head over "
+                     "the mean + [CLS] vector and the n-gram bag; best on the generated splits) or auto (a score per "
+                     "character and n-gram, auto-pooled: a rude clause inside long procedure or before an apology "
+                     "keeps its weight). See docs/classifier.md."),
+    ] = "mean_cls",
     thresholds: Annotated[
         bool,
         typer.Option("--thresholds/--no-thresholds",
@@ -197,6 +204,7 @@ def fit(
         quiet=state.quiet or None,
         ngram_dim=ngram_dim,
         ngram_vocab=ngram_vocab,
+        turn_pooling=turn_pooling,
         thresholds=thresholds,
         dev_paths=[] if no_dev else (list(dev) if dev else None),
         threshold_paths=[] if no_threshold_calls else (list(threshold_calls) if threshold_calls else None),

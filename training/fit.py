@@ -21,6 +21,7 @@ from models.classifier.common import (
     CALL_HEAD,
     HEADS,
     ROLE_IDS,
+    TURN_POOLINGS,
     Aggregator,
     Calibrator,
     best_threshold,
@@ -104,6 +105,12 @@ class FitConfig:
     # has no fused kernel): without it, 1,520 instead of 1,318 steps in the budget, validation taboo F1
     # 0.828 → 0.846 (AUC 0.953 → 0.961), held-out dev3 taboo F1 0.835 → 0.846, empathy 0.926 → 0.916.
     attention_dropout: float = 0.0
+    # How the turn outputs read a turn (models/classifier/char_transformer.py, TURN_POOLINGS): "mean_cls", one
+    # linear head over mean + [CLS] and the n-gram bag (the default: best on the generated splits), or "auto", a
+    # score per character and per n-gram auto-pooled, so procedure around a rude clause cannot dilute it.
+    # Measured 2026-12-07 (docs/classifier.md): taboo F1 on held-out long procedural turns with one taboo clause
+    # 0.56 → 0.75, appended-apology recall 0.31 → 0.50; generated validation taboo AUC −0.005, risk AUC −0.03.
+    turn_pooling: str = "mean_cls"
     # Per-output decision thresholds chosen on the validation split + the hand-written threshold calls
     # (+ dev calls with dev_use="thresholds").
     thresholds: bool = True
@@ -148,6 +155,8 @@ class FitConfig:
         if self.ngram_dim < 0 or self.ngram_vocab < 0 or self.ngram_lr_scale <= 0:
             raise InputError(f"n-gram dim/vocabulary must be >= 0 and the lr scale > 0, got {self.ngram_dim}, "
                              f"{self.ngram_vocab}, {self.ngram_lr_scale}")
+        if self.turn_pooling not in TURN_POOLINGS:
+            raise InputError(f"--turn-pooling must be one of {', '.join(TURN_POOLINGS)}, got {self.turn_pooling!r}")
         if self.threshold_prior not in THRESHOLD_PRIORS:
             raise InputError(f"--threshold-prior must be one of {', '.join(THRESHOLD_PRIORS)}, "
                              f"got {self.threshold_prior!r}")
@@ -403,7 +412,8 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
         config = small_config(len(tokenizer), cfg.hidden, cfg.layers, cfg.heads,
                               max(cfg.max_turn_length, cfg.max_call_length) + 2,
                               ngram_vocab_size=len(ngram_vocab), ngram_dim=cfg.ngram_dim if ngram_vocab else 0,
-                              ngram_dropout=cfg.ngram_dropout, attention_dropout=cfg.attention_dropout)
+                              ngram_dropout=cfg.ngram_dropout, attention_dropout=cfg.attention_dropout,
+                              turn_pooling=cfg.turn_pooling)
         model = KefuBertClassifier(config)
         lr = cfg.lr or 1e-3
     else:
@@ -412,7 +422,8 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
         # The n-gram branch needs the char tokenizer (a kefu pretrain output); other checkpoints go without.
         use_ngrams = bool(ngram_vocab) and is_char_checkpoint(cfg.base_model)
         model, tokenizer = load_base(cfg.base_model, ngram_vocab_size=len(ngram_vocab) if use_ngrams else 0,
-                                     ngram_dim=cfg.ngram_dim if use_ngrams else 0, ngram_dropout=cfg.ngram_dropout)
+                                     ngram_dim=cfg.ngram_dim if use_ngrams else 0, ngram_dropout=cfg.ngram_dropout,
+                                     turn_pooling=cfg.turn_pooling)
         config = model.config
         lr = cfg.lr or default_lr(cfg.base_model)
         if not use_ngrams:
@@ -507,6 +518,7 @@ def _fit_transformer(cfg: FitConfig, data: TrainData) -> tuple[Any, dict[str, An
                           "dropout": cfg.ngram_dropout}
                          if ngram_vocab else None),
         "attention_dropout": float(getattr(config, "attention_probs_dropout_prob", 0.0)),
+        "turn_pooling": cfg.turn_pooling,
         "steps": step + 1,
         "planned_steps": total,
         "stopped_by_time_budget": stopped_early,

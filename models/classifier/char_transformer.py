@@ -21,6 +21,7 @@ from models.classifier.common import (
     HEADS,
     META_FILE,
     ROLE_IDS,
+    TURN_POOLINGS,
     Aggregator,
     Calibrator,
     TurnModelMixin,
@@ -47,6 +48,18 @@ def build_ngram_vocab(texts: Iterable[str], n_max: int = 3, min_count: int = 3, 
         counts.update(g for g in char_ngrams(t, n_max) if not any(c.isspace() for c in g))
     grams = [g for g, c in counts.most_common(max_size) if c >= min_count]
     return [NGRAM_PAD, *sorted(grams)]
+
+
+def auto_pool(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(batch, n, k) scores per position → (batch, k): each score weighted by its own softmax over the positions.
+
+    A smooth maximum: one clearly positive position decides, and many mildly negative ones (procedure around a
+    rude clause) cannot outvote it the way they do in a mean or a bag. Masked positions count for nothing; a row
+    without any position scores 0.
+    """
+    keep = mask.unsqueeze(-1).to(torch.bool)
+    weights = torch.softmax(scores.masked_fill(~keep, -1e4), dim=1) * keep.to(scores.dtype)
+    return (weights * scores.masked_fill(~keep, 0.0)).sum(1)
 
 
 def quiet_transformers() -> None:
@@ -176,6 +189,11 @@ class KefuBertClassifier(BertPreTrainedModel):
     With `config.ngram_vocab_size` > 0 a fastText-style wide branch adds a bag of character 1–3-gram
     embeddings (ids from the tokenizer's n-gram vocabulary, input `ngram_ids`), concatenated to the
     pooled transformer vector before the heads.
+
+    With `config.turn_pooling` "auto" the turn outputs are scored per position instead: every character's
+    contextual vector and every n-gram get a score per output, each set auto-pooled (a smooth maximum) and the
+    two summed, so a taboo clause keeps its weight however much procedure surrounds it. The call head always
+    reads the pooled vector.
     """
 
     def __init__(self, config: BertConfig) -> None:
@@ -186,7 +204,14 @@ class KefuBertClassifier(BertPreTrainedModel):
         ngram_dim = int(getattr(config, "ngram_dim", 0) or 0) if ngram_vocab else 0
         self.ngram = nn.Embedding(ngram_vocab, ngram_dim, padding_idx=0) if ngram_vocab else None
         width = config.hidden_size + ngram_dim
-        self.turn_head = nn.Linear(width, len(HEADS))
+        self.turn_pooling = str(getattr(config, "turn_pooling", None) or "mean_cls")
+        if self.turn_pooling not in TURN_POOLINGS:
+            raise ValueError(f"turn_pooling must be one of {TURN_POOLINGS}, got {self.turn_pooling!r}")
+        if self.turn_pooling == "auto":
+            self.token_head = nn.Linear(config.hidden_size, len(HEADS))
+            self.ngram_head = nn.Linear(ngram_dim, len(HEADS), bias=False) if self.ngram is not None else None
+        else:
+            self.turn_head = nn.Linear(width, len(HEADS))
         self.call_head = nn.Linear(width, 1)
         self.post_init()
 
@@ -203,32 +228,47 @@ class KefuBertClassifier(BertPreTrainedModel):
 
     def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
                ) -> torch.Tensor:
+        return self._encode(input_ids, attention_mask, token_type_ids)[0]
+
+    def _encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled vector, hidden states per position)."""
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)[0]
         # Mean over real tokens plus the [CLS] vector: mean pooling learns faster from scratch.
         m = attention_mask.unsqueeze(-1).to(hidden.dtype)
         mean = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return self.dropout(mean + hidden[:, 0])
+        return self.dropout(mean + hidden[:, 0]), hidden
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor,
                 ngram_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """(batch, 4) logits: taboo, empathy, risk, call_risk (all heads read the same pooled vector)."""
-        h = self.pooled(input_ids, attention_mask, token_type_ids)
+        """(batch, 4) logits: taboo, empathy, risk, call_risk."""
+        h, hidden = self._encode(input_ids, attention_mask, token_type_ids)
         if self.ngram is not None:
             if ngram_ids is None:
                 raise ValueError("this model has an n-gram branch: pass ngram_ids (CharTokenizer.encode_batch does)")
             h = torch.cat([h, self.dropout(self.bag(ngram_ids))], dim=-1)
-        return torch.cat([self.turn_head(h), self.call_head(h)], dim=-1)
+        if self.turn_pooling != "auto":
+            turn = self.turn_head(h)
+        else:
+            turn = auto_pool(self.token_head(self.dropout(hidden)), attention_mask)
+            if self.ngram_head is not None and ngram_ids is not None:
+                grams = self.ngram(ngram_ids)  # padding (id 0) embeds to zeros and is masked out
+                turn = turn + auto_pool(self.ngram_head(self.dropout(grams)), ngram_ids > 0)
+        return torch.cat([turn, self.call_head(h)], dim=-1)
 
 
 def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130,
                  ngram_vocab_size: int = 0, ngram_dim: int = 0, ngram_dropout: float = 0.0,
-                 attention_dropout: float = 0.1) -> BertConfig:
+                 attention_dropout: float = 0.1, turn_pooling: str = "mean_cls") -> BertConfig:
     """The default from-scratch encoder: a few layers over characters (+ the n-gram branch when sized)."""
     if hidden % heads:
         raise ValueError(f"hidden size must be a multiple of the head count, got {hidden} and {heads}")
     if not 0.0 <= attention_dropout < 1.0:
         raise ValueError(f"attention dropout must be in [0, 1), got {attention_dropout}")
+    if turn_pooling not in TURN_POOLINGS:
+        raise ValueError(f"turn pooling must be one of {', '.join(TURN_POOLINGS)}, got {turn_pooling!r}")
     return BertConfig(
+        turn_pooling=turn_pooling,
         ngram_vocab_size=ngram_vocab_size,
         ngram_dim=ngram_dim,
         ngram_dropout=ngram_dropout,

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 # Output columns of every turn model, in this order; the call head reads a whole call's context.
 HEADS: tuple[str, ...] = ("taboo", "empathy", "risk")
+# How the transformer's turn outputs read a turn: one linear head over the pooled vector (mean + [CLS], n-gram
+# bag), or a score per character and per n-gram, auto-pooled (char_transformer.auto_pool).
+TURN_POOLINGS: tuple[str, ...] = ("mean_cls", "auto")
 CALL_HEAD = "call_risk"
 ROLE_IDS: dict[str, int] = {"agent": 0, "customer": 1}
 META_FILE = "kefu_classifier.json"
