@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,6 +70,9 @@ def test_ngram_branch_is_saved_and_drives_predictions(wide_model: Path, tmp_path
     assert config["ngram_dim"] == 16 and config["ngram_vocab_size"] > 100
     meta = json.loads((wide_model / "kefu_classifier.json").read_text(encoding="utf-8"))
     assert meta["architecture"]["ngram_branch"]["dim"] == 16
+    # Taboo windows are on by default and travel with the model to both runtimes.
+    assert meta["taboo_windows"] == {"size": 30, "stride": 15, "min_chars": 60, "discount": 1.5}
+    assert load_classifier(wide_model, runtime="torch").taboo_windows is not None
     # The encoder still loads as a masked LM (the n-gram table and heads are left out).
     assert BertForMaskedLM.from_pretrained(str(wide_model)).config.hidden_size == 32
     before = load_classifier(wide_model, runtime="torch").predict_turns(TEXTS, ROLES)
@@ -262,10 +267,11 @@ def test_auto_turn_pooling_trains_saves_exports_and_is_validated(data: Path, tmp
     from models.classifier.char_transformer import KefuBertClassifier
     from training.export import export_and_check
 
-    model = fit(_cfg(data, tmp_path / "auto", turn_pooling="auto", seed=7))
+    model = fit(_cfg(data, tmp_path / "auto", turn_pooling="auto", seed=7, taboo_windows=False))
     assert json.loads((model / "config.json").read_text(encoding="utf-8"))["turn_pooling"] == "auto"
     meta = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))
     assert meta["architecture"]["turn_pooling"] == "auto"
+    assert meta["taboo_windows"] is None and load_classifier(model).taboo_windows is None
     net = KefuBertClassifier.from_pretrained(str(model))
     assert net.token_head is not None and net.ngram_head is not None and not hasattr(net, "turn_head")
     torch_p = load_classifier(model, runtime="torch").predict_turns(TEXTS, ROLES)
@@ -276,3 +282,51 @@ def test_auto_turn_pooling_trains_saves_exports_and_is_validated(data: Path, tmp
     assert all(abs(a[k] - b[k]) <= 0.01 for a, b in zip(onnx_p, torch_p, strict=True) for k in a)
     with pytest.raises(InputError, match="--turn-pooling must be one of mean_cls, auto, got 'max'"):
         _cfg(data, tmp_path / "x", turn_pooling="max")
+
+
+def _diluting_backend() -> Any:
+    """A stand-in backend whose taboo logit is high for a rude clause but sinks with every character around it."""
+    from models.classifier.common import Aggregator, Calibrator, TabooWindows, TurnModelMixin
+
+    class Diluting(TurnModelMixin):
+        name = "diluting"
+
+        def __init__(self) -> None:
+            self.calibrator = Calibrator({})
+            self.aggregator = Aggregator({})
+            self.taboo_windows = TabooWindows()
+            self.seen: list[str] = []
+
+        def _logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:
+            self.seen.extend(texts)
+            z = np.array([(8.0 if "滚开" in t else -2.0) - 0.15 * len(t) for t in texts])
+            return np.stack([z, np.zeros(len(texts)), np.full(len(texts), -1.0)], axis=1)
+
+    return Diluting()
+
+
+def test_taboo_windows_find_a_rude_clause_that_long_procedure_dilutes() -> None:
+    from models.classifier.common import TabooWindows
+
+    procedure = ("您好，请您提供户号、联系电话和现场电能表情况，我这边为您登记故障报修工单，"
+                 "工作人员会在两小时内到达现场，请您保持电话畅通")
+    rude = procedure + "，滚开吧，别烦我"
+    clf = _diluting_backend()
+    customer = procedure + "，我要投诉你们"
+    out = clf.predict_turns([rude, procedure, customer], ["agent", "agent", "customer"])
+    assert out[0]["taboo"] > 0.5  # read in a window, the clause is no longer diluted
+    assert out[1]["taboo"] < 0.5  # procedure alone stays clean in every window
+    assert len([t for t in clf.seen if "投诉你们" in t]) == 1  # customer turns are read whole, once
+    clf.taboo_windows = None
+    assert clf.predict_turns([rude], ["agent"])[0]["taboo"] < 0.5
+    # Windows: short turns are read whole; long ones are covered end to end.
+    w = TabooWindows(size=10, stride=5, min_chars=0)
+    assert w.of("短短一句话") == [] and w.of("一二三四五六七八九十") == []
+    text = "".join(str(i % 10) for i in range(33))
+    pieces = w.of(text)
+    assert pieces[0] == text[:10] and text.endswith(pieces[-1]) and all(len(p) <= 10 for p in pieces)
+    assert TabooWindows(min_chars=100).of(text) == []
+    with pytest.raises(ValueError, match="window stride must be between 1 and the window size"):
+        TabooWindows(size=10, stride=20)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        TabooWindows(discount=-1.0)

@@ -180,6 +180,13 @@ def fit(
                           "(qa_inspect/data), alone and inside plain agent turns."),
     ] = True,
     lexicon_weight: Annotated[int, typer.Option("--lexicon-weight", help="Repeats of each lexicon turn.")] = 2,
+    taboo_windows: Annotated[
+        bool,
+        typer.Option("--taboo-windows/--no-taboo-windows",
+                     help="Transformer: also read taboo in overlapping 30-character windows of agent turns of "
+                          "60+ characters (a window must be surer than the whole turn), so a rude clause inside long "
+                          "procedure is not diluted. See docs/classifier.md."),
+    ] = True,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -214,6 +221,7 @@ def fit(
         call_text=call_text,
         call_text_weight=call_text_weight,
         lexicon=lexicon,
+        taboo_windows=taboo_windows,
         lexicon_weight=lexicon_weight,
     )
     path = run_fit(cfg)

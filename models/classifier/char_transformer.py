@@ -24,6 +24,7 @@ from models.classifier.common import (
     TURN_POOLINGS,
     Aggregator,
     Calibrator,
+    TabooWindows,
     TurnModelMixin,
     default_aggregator,
 )
@@ -298,6 +299,7 @@ class TransformerClassifier(TurnModelMixin):
         self.max_len = int(meta.get("max_turn_length", 128))
         self.max_call_len = int(meta.get("max_call_length", 256))
         self.calibrator = Calibrator.from_meta(meta)
+        self.taboo_windows = TabooWindows.from_meta(meta)
         self.aggregator = Aggregator.from_dict(meta["aggregator"]) if meta.get("aggregator") else default_aggregator()
 
     def _run(self, texts: Sequence[str], segments: Sequence[int], max_len: int) -> np.ndarray:

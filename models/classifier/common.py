@@ -63,6 +63,45 @@ def logit(p: float | np.ndarray, eps: float = 1e-4) -> np.ndarray:
     return np.log(q / (1 - q))
 
 
+@dataclass(frozen=True)
+class TabooWindows:
+    """Taboo read in overlapping windows of a long agent turn as well as in the whole turn.
+
+    A rude clause inside long procedure is diluted in the whole turn (docs/classifier.md, 2026-12-07); scored
+    in a window of `size` characters (every `stride`), it is not. A window counts with its logit lowered by
+    `discount` — a window lacks the turn's context, so it must be surer than the whole turn — and the turn's
+    taboo probability is the largest of the whole turn and its discounted windows. Turns shorter than
+    `min_chars`, or too short for two windows, are read whole.
+    """
+
+    size: int = 30
+    stride: int = 15
+    # Windows cost a model pass each: from 60 characters the dev numbers below 60 are kept (docs/classifier.md)
+    # and throughput stays above 2,000 turns/s (all turns: about 1,950).
+    min_chars: int = 60
+    discount: float = 1.5
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.stride <= self.size:
+            raise ValueError(f"window stride must be between 1 and the window size ({self.size}), got {self.stride}")
+        if self.min_chars < 0 or self.discount < 0:
+            raise ValueError(f"window min_chars and discount must be >= 0, got {self.min_chars} and {self.discount}")
+
+    def of(self, text: str) -> list[str]:
+        """The windows of `text`; [] when it is read whole."""
+        if len(text) < self.min_chars or len(text) <= self.size + self.stride // 2:
+            return []
+        return [text[i : i + self.size] for i in range(0, len(text) - self.size // 2, self.stride)]
+
+    def to_dict(self) -> dict[str, float]:
+        return {"size": self.size, "stride": self.stride, "min_chars": self.min_chars, "discount": self.discount}
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> TabooWindows | None:
+        spec = meta.get("taboo_windows")
+        return cls(**spec) if spec else None
+
+
 @dataclass
 class Calibrator:
     """Temperature scaling per output, fitted on a validation split (never the test split).
@@ -260,6 +299,7 @@ class TurnModelMixin:
     calibrator: Calibrator
     aggregator: Aggregator
     call_text: CallTextModel | None = None
+    taboo_windows: TabooWindows | None = None
 
     def _logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -272,8 +312,26 @@ class TurnModelMixin:
         roles = check_roles(texts, roles)
         if not texts:
             return np.zeros((0, len(HEADS)))
-        logits = self._logits([prepare(t) for t in texts], roles)
+        logits = self.turn_logits([prepare(t) for t in texts], roles)
         return np.stack([self.calibrator.apply(h, logits[:, i]) for i, h in enumerate(HEADS)], axis=1)
+
+    def turn_logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:
+        """(n, 3) raw logits of prepared texts; with TabooWindows, an agent turn's taboo logit is the larger of
+        the whole turn's and its windows' lowered by the discount (on the calibrated scale, so by discount × T)."""
+        logits = self._logits(texts, roles)
+        if self.taboo_windows is None:
+            return logits
+        pieces: list[str] = []
+        owner: list[int] = []
+        for i, (text, role) in enumerate(zip(texts, roles, strict=True)):
+            if role == "agent":
+                for w in self.taboo_windows.of(text):
+                    pieces.append(w)
+                    owner.append(i)
+        if pieces:
+            shift = self.taboo_windows.discount * self.calibrator.temperatures.get(HEADS[0], 1.0)
+            np.maximum.at(logits[:, 0], np.asarray(owner), self._logits(pieces, ["agent"] * len(pieces))[:, 0] - shift)
+        return logits
 
     def predict_turns(self, texts: Sequence[str], roles: Sequence[str]) -> list[dict[str, float]]:
         roles = check_roles(texts, roles)

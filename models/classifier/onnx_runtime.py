@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from kefu.io import KefuError
-from models.classifier.common import HEADS, META_FILE, ROLE_IDS, Aggregator, Calibrator, TurnModelMixin
+from models.classifier.common import HEADS, META_FILE, ROLE_IDS, Aggregator, Calibrator, TabooWindows, TurnModelMixin
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ class OnnxClassifier(TurnModelMixin):
         self.max_len = int(self.meta.get("max_turn_length", 128))
         self.max_call_len = int(self.meta.get("max_call_length", 256))
         self.calibrator = Calibrator.from_meta(self.meta)
+        self.taboo_windows = TabooWindows.from_meta(self.meta)
         from models.classifier.common import default_aggregator
 
         agg = self.meta.get("aggregator")
