@@ -111,7 +111,7 @@ def fit(
     threads: Annotated[
         int, typer.Option("--threads", help="CPU threads for torch; 0 = up to 2, fewer when the machine is busy.")
     ] = 0,
-    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop training after this many seconds.")] = 235.0,
+    time_budget: Annotated[float, typer.Option("--time-budget", help="Stop training after this many seconds.")] = 228.0,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 13,
     ngram_dim: Annotated[
         int,
