@@ -61,6 +61,10 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "## Architecture",
         f"```json\n{json.dumps(meta.get('architecture', {}), ensure_ascii=False, indent=1)}\n```",
         "",
+        *([f"Taboo windows: an agent turn of {w['min_chars']}+ characters is also read in {w['size']}-character "
+           f"windows every {w['stride']}; its taboo logit is the larger of the whole turn's and its windows' lowered "
+           f"by {w['discount']} (calibrated scale).", ""]
+          if (w := meta.get("taboo_windows")) else []),
         "## Evaluation",
         "Turn outputs at 0.5 after the per-output decision thresholds were folded into them (chosen on the",
         f"sets {_threshold_sets(meta)}: {json.dumps(meta.get('thresholds') or {})};",
