@@ -221,8 +221,8 @@ def fit(
         call_text=call_text,
         call_text_weight=call_text_weight,
         lexicon=lexicon,
-        taboo_windows=taboo_windows,
         lexicon_weight=lexicon_weight,
+        taboo_windows=taboo_windows,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

@@ -595,7 +595,8 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True, call_text_sco
     `call_text_scorer` scores the STC-3 held-out dialogues out of sample (the shipped text model saw them)."""
     clf.calibrator = Calibrator({})
     vt = data.val_turns
-    logits = clf._logits([prepare(t.text) for t in vt], [t.role for t in vt])
+    val_texts, val_roles = [prepare(t.text) for t in vt], [t.role for t in vt]
+    logits = clf._logits(val_texts, val_roles)
     for j, h in enumerate(HEADS):
         rows = [i for i, t in enumerate(vt) if h in t.labels]
         clf.calibrator.temperatures[h] = Calibrator.fit_one(
@@ -604,9 +605,8 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True, call_text_sco
     clf.threshold_report = {}
     clf.thresholds_generated = {}
     if thresholds:
-        if getattr(clf, "taboo_windows", None) is not None:
-            # Thresholds for the scores the model will give: with taboo windows (which need the temperature).
-            logits = clf.turn_logits([prepare(t.text) for t in vt], [t.role for t in vt])
+        # Thresholds for the scores the model will give: with taboo windows (which need the temperature).
+        logits = clf.with_taboo_windows(val_texts, val_roles, logits.copy())
         _choose_thresholds(clf, data, logits, prior)
     contexts = [call_context(_turn_pairs(c)) for c in data.val_calls]
     targets = [int(c["labels"]["complaint_risk"]) for c in data.val_calls]

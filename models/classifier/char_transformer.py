@@ -227,10 +227,6 @@ class KefuBertClassifier(BertPreTrainedModel):
         count = (ngram_ids > 0).sum(1, keepdim=True).to(vec.dtype)
         return vec.sum(1) / count.clamp(min=1.0).sqrt()
 
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
-               ) -> torch.Tensor:
-        return self._encode(input_ids, attention_mask, token_type_ids)[0]
-
     def _encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         """(pooled vector, hidden states per position)."""

@@ -316,9 +316,13 @@ class TurnModelMixin:
         return np.stack([self.calibrator.apply(h, logits[:, i]) for i, h in enumerate(HEADS)], axis=1)
 
     def turn_logits(self, texts: Sequence[str], roles: Sequence[str]) -> np.ndarray:
-        """(n, 3) raw logits of prepared texts; with TabooWindows, an agent turn's taboo logit is the larger of
-        the whole turn's and its windows' lowered by the discount (on the calibrated scale, so by discount × T)."""
-        logits = self._logits(texts, roles)
+        """(n, 3) raw logits of prepared texts, taboo read in windows too (with_taboo_windows)."""
+        return self.with_taboo_windows(texts, roles, self._logits(texts, roles))
+
+    def with_taboo_windows(self, texts: Sequence[str], roles: Sequence[str], logits: np.ndarray) -> np.ndarray:
+        """`logits` (the whole turns', updated in place) where, with TabooWindows, an agent turn's taboo logit is
+        the larger of the whole turn's and its windows' lowered by the discount (on the calibrated scale, so by
+        discount × T)."""
         if self.taboo_windows is None:
             return logits
         pieces: list[str] = []
