@@ -172,6 +172,27 @@ def test_tokenizer_ngram_ids_round_trip(tmp_path: Path) -> None:
     assert np.array_equal(again.encode_batch(["你去投诉"], 16)["ngram_ids"], ids[:1, : ids[0].astype(bool).sum()])
 
 
+def test_packed_ngram_lookup_equals_the_plain_one() -> None:
+    """The vectorised lookup gives the ids a dict lookup of every n-gram gives, in the same order."""
+    from models.classifier.char_transformer import CharTokenizer, build_ngram_vocab, char_ngrams
+
+    texts = ["你去投诉啊 我不怕", "非常理解您的心情 我马上给您加急", "您好，请问户号是多少？", "𠀀𠀁你去投诉"]
+    tok = CharTokenizer.build(texts, min_count=1)
+    tok.set_ngrams(build_ngram_vocab([*texts, *texts], min_count=2))
+    batch = [*texts, "", "完全没见过", "你", " 你 去 ", "你去投诉啊你去投诉啊"]
+    rows = [[tok.ngram_index[g] for g in char_ngrams(t) if g in tok.ngram_index] for t in batch]
+    want = np.zeros((len(batch), max(len(r) for r in rows)), dtype=np.int64)
+    for i, r in enumerate(rows):
+        want[i, : len(r)] = r
+    assert np.array_equal(tok.ngram_batch(batch), want)
+    assert tok.ngram_batch([""]).shape == (1, 1) and tok.ngram_batch([]).shape == (0, 1)
+    four = CharTokenizer.build(texts, min_count=1)  # n-grams too long to pack: the plain lookup
+    four.set_ngrams(build_ngram_vocab(texts, n_max=4, min_count=1), ngram_max=4)
+    assert (four.ngram_batch(["你去投诉"]) > 0).sum() == 10
+    with pytest.raises(ValueError, match="ngram_max must be at least 1"):
+        tok.set_ngrams(tok.ngram_vocab, ngram_max=0)
+
+
 def test_best_threshold_and_calibrator_shift() -> None:
     y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     p = np.array([0.1, 0.2, 0.3, 0.35, 0.4, 0.6, 0.7, 0.9])

@@ -41,6 +41,18 @@ def char_ngrams(text: str, n_max: int = 3) -> list[str]:
     return [text[i : i + k] for k in range(1, n_max + 1) for i in range(len(text) - k + 1)]
 
 
+CODE_BITS = 21  # every Unicode code point fits in 21 bits
+MAX_PACKED_N = 3  # n-grams up to this length pack into one 64-bit integer
+
+
+def _pack(gram: str) -> int:
+    """One integer per n-gram of up to MAX_PACKED_N characters (distinct across lengths: no code point is 0)."""
+    key = 0
+    for ch in gram:
+        key = (key << CODE_BITS) | ord(ch)
+    return key
+
+
 def build_ngram_vocab(texts: Iterable[str], n_max: int = 3, min_count: int = 3, max_size: int = 50_000
                       ) -> list[str]:
     """The n-gram vocabulary of the wide branch: [PAD] then the most frequent 1..n_max-grams (≥ min_count)."""
@@ -82,6 +94,7 @@ class CharTokenizer:
         self.ngram_max = ngram_max
         self.ngram_vocab: list[str] = []
         self.ngram_index: dict[str, int] = {}
+        self._ngram_keys: tuple[np.ndarray, np.ndarray] | None = None
         if ngram_vocab:
             self.set_ngrams(ngram_vocab, ngram_max)
 
@@ -89,17 +102,62 @@ class CharTokenizer:
         """Turn on the wide branch's input: encode_batch then also returns `ngram_ids`."""
         if not ngram_vocab or ngram_vocab[0] != NGRAM_PAD:
             raise ValueError(f"an n-gram vocabulary must start with {NGRAM_PAD}")
+        if ngram_max < 1:
+            raise ValueError(f"ngram_max must be at least 1, got {ngram_max}")
         self.ngram_vocab = list(ngram_vocab)
         self.ngram_index = {g: i for i, g in enumerate(self.ngram_vocab) if i}
         self.ngram_max = ngram_max
+        self._ngram_keys = None
+        if ngram_max <= MAX_PACKED_N:
+            keys = np.array([_pack(g) for g in self.ngram_vocab[1:]], dtype=np.uint64)
+            order = np.argsort(keys, kind="stable")
+            self._ngram_keys = (keys[order], (order + 1).astype(np.int64))
 
     def ngram_batch(self, texts: Sequence[str]) -> np.ndarray:
-        """(n, longest) ids of each text's known 1..ngram_max-grams, 0-padded (at least one column)."""
-        get = self.ngram_index.get
-        rows = [[i for g in char_ngrams(t, self.ngram_max) if (i := get(g))] for t in texts]
-        out = np.zeros((len(texts), max(1, max((len(r) for r in rows), default=0))), dtype=np.int64)
-        for i, r in enumerate(rows):
-            out[i, : len(r)] = r
+        """(n, longest) ids of each text's known 1..ngram_max-grams, 0-padded (at least one column).
+
+        Per text: the 1-grams in order, then the 2-grams, and so on (the order of `char_ngrams`).
+        """
+        if self._ngram_keys is None:
+            get = self.ngram_index.get
+            rows = [[i for g in char_ngrams(t, self.ngram_max) if (i := get(g))] for t in texts]
+            out = np.zeros((len(texts), max(1, max((len(r) for r in rows), default=0))), dtype=np.int64)
+            for i, r in enumerate(rows):
+                out[i, : len(r)] = r
+            return out
+        return self._packed_ngram_batch(texts, *self._ngram_keys)
+
+    def _packed_ngram_batch(self, texts: Sequence[str], keys: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        # Vectorised lookup (a third of inference time went to one dict lookup per n-gram): every n-gram of the
+        # batch is packed into one integer (21 bits per character code) and found by binary search. Texts are
+        # joined with a 0 code between them; an n-gram that touches a 0 belongs to no text and is dropped.
+        if not texts:
+            return np.zeros((0, 1), dtype=np.int64)
+        codes = np.frombuffer("\0".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        owner = np.repeat(np.arange(len(texts)), lengths + 1)[: len(codes)]
+        found_ids, found_owner = [], []
+        packed = np.zeros(len(codes), dtype=np.uint64)
+        valid = np.ones(len(codes), dtype=bool)
+        for n in range(1, self.ngram_max + 1):
+            m = len(codes) - n + 1
+            if m <= 0:
+                break
+            packed = (packed[:m] << np.uint64(CODE_BITS)) | codes[n - 1 : n - 1 + m] if n > 1 else codes.copy()
+            valid = valid[:m] & (codes[n - 1 : n - 1 + m] != 0)
+            pos = np.searchsorted(keys, packed)
+            pos[pos == len(keys)] = 0
+            hit = valid & (keys[pos] == packed) if len(keys) else np.zeros(m, dtype=bool)
+            found_ids.append(ids[pos[hit]] if len(keys) else np.zeros(0, dtype=np.int64))
+            found_owner.append(owner[:m][hit])
+        flat_ids = np.concatenate(found_ids) if found_ids else np.zeros(0, dtype=np.int64)
+        flat_owner = np.concatenate(found_owner) if found_owner else np.zeros(0, dtype=np.int64)
+        order = np.argsort(flat_owner, kind="stable")  # per text: 1-grams, then 2-grams, … (stable keeps n order)
+        flat_ids, flat_owner = flat_ids[order], flat_owner[order]
+        counts = np.bincount(flat_owner, minlength=len(texts))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        out = np.zeros((len(texts), max(1, int(counts.max(initial=0)))), dtype=np.int64)
+        out[flat_owner, np.arange(len(flat_owner)) - starts[flat_owner]] = flat_ids
         return out
 
     @classmethod
