@@ -36,7 +36,8 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _cfg(data: Path, out: Path, **kw) -> FitConfig:
     base = {"epochs": 1.0, "hidden": 32, "layers": 1, "heads": 2, "batch_size": 32, "threads": 1,
             "time_budget_s": 30, "stc3_path": data / "stc3.jsonl", "quiet": True,
-            "dev_paths": []}  # the bundled hand-written calls (≈35,000 turns with repeats) would swamp a tiny run
+            # The bundled hand-written calls (≈35,000 turns with repeats) and contrast turns would swamp a tiny run.
+            "dev_paths": [], "contrast_paths": []}
     base.update(kw)
     return FitConfig(data_dir=data, out=out, **base)
 

@@ -48,7 +48,8 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _cfg(data: Path, out: Path, **kw) -> FitConfig:
     base = {"epochs": 1.0, "hidden": 32, "layers": 1, "heads": 2, "batch_size": 32, "threads": 1,
             "time_budget_s": 30, "use_stc3": False, "quiet": True, "max_turns": 800, "ngram_dim": 16,
-            "ngram_vocab": 5000, "dev_paths": [data / "dev_calls.jsonl"], "threshold_paths": []}
+            "ngram_vocab": 5000, "dev_paths": [data / "dev_calls.jsonl"], "threshold_paths": [],
+            "contrast_paths": []}
     base.update(kw)
     return FitConfig(data_dir=data, out=out, **base)
 
@@ -137,6 +138,25 @@ def test_threshold_calls_never_train_and_bad_paths_are_refused(data: Path) -> No
         _cfg(data, data / "x", threshold_paths=[data / "missing.jsonl"])
     with pytest.raises(InputError, match=r"--dev .*missing\.jsonl: no such file"):
         _cfg(data, data / "x", dev_paths=[data / "missing.jsonl"])
+
+
+def test_contrast_turns_train_unless_turned_off(data: Path) -> None:
+    from training.fit import load_train_data
+
+    path = data / "contrast.jsonl"
+    rows = [{"role": "agent", "text": "这点小事也值得打电话", "labels": {"taboo": 1, "empathy": 0}, "group": "g1"},
+            {"role": "agent", "text": "这点小事也值得您专门打电话来 说明您真着急", "labels": {"taboo": 0, "empathy": 1},
+             "group": "g1"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    loaded = load_train_data(_cfg(data, data / "x", contrast_paths=[path], contrast_weight=2))
+    texts = [t.text for t in loaded.turns]
+    assert texts.count("这点小事也值得打电话") == 2 and loaded.counts["contrast_turns"] == 2
+    without = load_train_data(_cfg(data, data / "x", contrast_paths=[]))
+    assert "这点小事也值得打电话" not in [t.text for t in without.turns] and without.counts["contrast_turns"] == 0
+    with pytest.raises(InputError, match=r"--contrast .*missing\.jsonl: no such file"):
+        _cfg(data, data / "x", contrast_paths=[data / "missing.jsonl"])
+    with pytest.raises(InputError, match="--contrast-weight must be >= 1, got 0"):
+        _cfg(data, data / "x", contrast_weight=0)
 
 
 @pytest.mark.slow

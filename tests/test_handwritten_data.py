@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.datasets import DEV_PATH, DEV_PATHS, GOLD_PATH, read_calls
+from training.datasets import CONTRAST_PATH, DEV_PATH, DEV_PATHS, GOLD_PATH, read_calls, read_turns
 from training.generator import TurnSample, call_labels
 
 DEV_FILES = [p for p in DEV_PATHS if p.exists()]
@@ -47,3 +47,21 @@ def test_no_training_call_repeats_a_gold_turn_beyond_stock_phrases() -> None:
     copied = [t["text"] for p in DEV_FILES for c in read_calls(p) for t in c["turns"]
               if t["text"] in gold and len(t["text"]) > 10 and not any(s in t["text"] for s in stock)]
     assert copied == []
+
+
+@pytest.mark.skipif(not CONTRAST_PATH.exists(), reason="no contrast turns in this checkout")
+def test_contrast_groups_pair_taboo_with_acceptable_turns_and_copy_no_gold_turn() -> None:
+    """Each contrast group teaches a difference: at least one taboo turn and one acceptable turn, agent turns only,
+    both labels on every turn, no text twice, nothing copied from the evaluation-only gold set."""
+    turns = read_turns(CONTRAST_PATH)
+    groups: dict[str, list[int]] = {}
+    for t in turns:
+        assert t.role == "agent" and set(t.labels) == {"taboo", "empathy"}, t.source
+        assert t.group, f"{t.source}: no group"
+        groups.setdefault(t.group, []).append(t.labels["taboo"])
+    assert len(groups) >= 500
+    assert all(0 < sum(v) < len(v) for v in groups.values()), [g for g, v in groups.items() if not 0 < sum(v) < len(v)]
+    assert len({t.text for t in turns}) == len(turns)
+    if GOLD_PATH.exists():
+        gold = {t["text"] for c in read_calls(GOLD_PATH) for t in c["turns"]}
+        assert not [t.text for t in turns if t.text in gold]

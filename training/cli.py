@@ -180,6 +180,14 @@ def fit(
                           "(qa_inspect/data), alone and inside plain agent turns."),
     ] = True,
     lexicon_weight: Annotated[int, typer.Option("--lexicon-weight", help="Repeats of each lexicon turn.")] = 2,
+    contrast: Annotated[
+        list[Path] | None,
+        typer.Option("--contrast", help="Hand-written contrast turns to train on (repeatable; JSONL like --extra) "
+                     "[default: training/data/contrast_turns.jsonl]."),
+    ] = None,
+    no_contrast: Annotated[bool, typer.Option("--no-contrast", help="Train on no contrast turns.")] = False,
+    contrast_weight: Annotated[
+        int, typer.Option("--contrast-weight", help="Repeats of each contrast turn.")] = 3,
     taboo_windows: Annotated[
         bool,
         typer.Option("--taboo-windows/--no-taboo-windows",
@@ -222,6 +230,8 @@ def fit(
         call_text_weight=call_text_weight,
         lexicon=lexicon,
         lexicon_weight=lexicon_weight,
+        contrast_paths=[] if no_contrast else (list(contrast) if contrast else None),
+        contrast_weight=contrast_weight,
         taboo_windows=taboo_windows,
     )
     path = run_fit(cfg)

@@ -39,6 +39,9 @@ DEV_PATH = REPO / "training" / "data" / "dev_calls.jsonl"
 # The hand-written sets that train by default: dev_calls.jsonl, dev2_calls.jsonl … dev9_calls.jsonl.
 DEV_PATHS = (DEV_PATH, *(REPO / "training" / "data" / f"dev{n}_calls.jsonl" for n in range(2, 10)))
 THRESHOLD_CALLS_PATH = REPO / "training" / "data" / "threshold_calls.jsonl"
+# Hand-written contrast groups (docs/labelling.md): agent turns on one situation whose labels differ by a few words
+# (a brush-off and the reassurance that negates it, courtesy wrapped around a taboo). Train the default model.
+CONTRAST_PATH = REPO / "training" / "data" / "contrast_turns.jsonl"
 LEXICON_PATH = REPO / "qa_inspect" / "data" / "taboo_lexicon.csv"
 EXAMPLES_PATH = REPO / "qa_inspect" / "data" / "taboo_examples.csv"
 # Lexicon categories outside the classifier's taboo label (leaks and unauthorised promises are rule-only).

@@ -56,6 +56,8 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         f"{meta.get('train_counts', {}).get('dev_turns_trained', 0)}; "
         f"QA taboo lexicon and rule-engine example turns (counting repeats): "
         f"{meta.get('train_counts', {}).get('lexicon_turns', 0)}",
+        f"- hand-written contrast turns (agent turns whose labels differ by a few words): "
+        f"{meta.get('train_counts', {}).get('contrast_turns', 0)}, each ×{meta.get('contrast_weight', 0)}",
         f"- training time: {meta.get('train_seconds', 0):.0f} s on {meta.get('threads', '?')} CPU threads",
         "",
         "## Architecture",
