@@ -166,6 +166,9 @@ def test_ctrl_c_leaves_no_partial_output(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A job started in the background (`make test &`, nohup) inherits SIGINT ignored, and Python keeps it
+        # ignored: give the child the default disposition a terminal's Ctrl-C meets.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdin is not None
     proc.stdin.write((line + "\n") * 20_000)
