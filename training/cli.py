@@ -85,7 +85,7 @@ def fit(
     extra: Annotated[
         list[Path] | None,
         typer.Option(
-            "--extra",
+            "--extra", metavar="FILE",
             help='Extra labelled turns JSONL, one {"role", "text", "labels": {...}} per line (e.g. verdicts '
             "reviewed by QA staff); repeatable.",
         ),
@@ -141,16 +141,16 @@ def fit(
     ] = "calls",
     dev: Annotated[
         list[Path] | None,
-        typer.Option("--dev", help="Hand-written dev calls JSONL, repeatable "
+        typer.Option("--dev", metavar="FILE", help="Hand-written dev calls JSONL, repeatable "
                      "[default: training/data/dev_calls.jsonl and dev2_calls.jsonl … dev9_calls.jsonl "
                      "when present]."),
     ] = None,
     no_dev: Annotated[bool, typer.Option("--no-dev", help="Use no hand-written dev calls.")] = False,
     threshold_calls: Annotated[
         list[Path] | None,
-        typer.Option("--threshold-calls", help="Hand-written labelled calls JSONL that only choose the decision "
-                     "thresholds (never trained on), repeatable "
-                     "[default: training/data/threshold_calls.jsonl when present]."),
+        typer.Option("--threshold-calls", metavar="FILE",
+                     help="Hand-written labelled calls JSONL that only choose the decision thresholds "
+                     "(never trained on), repeatable [default: training/data/threshold_calls.jsonl when present]."),
     ] = None,
     no_threshold_calls: Annotated[
         bool, typer.Option("--no-threshold-calls", help="Choose thresholds without hand-written threshold calls.")
@@ -182,8 +182,9 @@ def fit(
     lexicon_weight: Annotated[int, typer.Option("--lexicon-weight", help="Repeats of each lexicon turn.")] = 2,
     contrast: Annotated[
         list[Path] | None,
-        typer.Option("--contrast", help="Hand-written contrast turns to train on (repeatable; JSONL like --extra) "
-                     "[default: training/data/contrast_turns.jsonl]."),
+        typer.Option("--contrast", metavar="FILE",
+                     help="Hand-written contrast turns to train on (repeatable; JSONL like --extra) "
+                          "[default: training/data/contrast_turns.jsonl]."),
     ] = None,
     no_contrast: Annotated[bool, typer.Option("--no-contrast", help="Train on no contrast turns.")] = False,
     contrast_weight: Annotated[
