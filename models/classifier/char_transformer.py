@@ -108,7 +108,7 @@ class CharTokenizer:
         self.ngram_index = {g: i for i, g in enumerate(self.ngram_vocab) if i}
         self.ngram_max = ngram_max
         self._ngram_keys = None
-        if ngram_max <= MAX_PACKED_N:
+        if ngram_max <= MAX_PACKED_N and len(self.ngram_vocab) > 1:  # else (or with no n-gram at all) a dict lookup
             keys = np.array([_pack(g) for g in self.ngram_vocab[1:]], dtype=np.uint64)
             order = np.argsort(keys, kind="stable")
             self._ngram_keys = (keys[order], (order + 1).astype(np.int64))
@@ -147,8 +147,8 @@ class CharTokenizer:
             valid = valid[:m] & (codes[n - 1 : n - 1 + m] != 0)
             pos = np.searchsorted(keys, packed)
             pos[pos == len(keys)] = 0
-            hit = valid & (keys[pos] == packed) if len(keys) else np.zeros(m, dtype=bool)
-            found_ids.append(ids[pos[hit]] if len(keys) else np.zeros(0, dtype=np.int64))
+            hit = valid & (keys[pos] == packed)
+            found_ids.append(ids[pos[hit]])
             found_owner.append(owner[:m][hit])
         flat_ids = np.concatenate(found_ids) if found_ids else np.zeros(0, dtype=np.int64)
         flat_owner = np.concatenate(found_owner) if found_owner else np.zeros(0, dtype=np.int64)
