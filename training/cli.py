@@ -47,6 +47,11 @@ def data(
     calls: Annotated[int, typer.Option("--calls", help="Training calls (val/test get a fifth to a quarter).")] = 3000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed: the pattern split and the samples.")] = 13,
     noise: Annotated[float, typer.Option("--noise", help="ASR noise level, 0 (clean) to 1 (heavy).")] = 0.5,
+    train_only_share: Annotated[float, typer.Option(
+        "--train-only-share",
+        help="Share of each family's training picks drawn from the hand-written train-only patterns "
+             "(patterns/train_only/, 3,078 lines by 23 more writers); 0, the default, leaves them out. "
+             "Validation and test are the same either way (docs/classifier.md).")] = 0.0,
 ) -> None:
     """Generate labelled turns and calls from the pattern inventory, split by pattern into train/val/test.
 
@@ -58,7 +63,8 @@ def data(
     if not 0 <= noise <= 1:
         raise InputError(f"--noise must be between 0 and 1, got {noise}")
     out = out or default_data_dir()
-    manifest = generate(out, n_turns=turns, n_calls=calls, seed=seed, noise=noise, quiet=state.quiet or None)
+    manifest = generate(out, n_turns=turns, n_calls=calls, seed=seed, noise=noise, quiet=state.quiet or None,
+                        train_only_share=train_only_share)
     counts = {f: c["total"] for f, c in manifest["patterns"].items()}
     typer.echo(f"wrote {out} (data hash {manifest['data_hash']}; patterns per family {counts})")
 

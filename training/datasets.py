@@ -79,22 +79,27 @@ def _read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def generate(out_dir: str | Path, n_turns: int = 36000, n_calls: int = 3000, seed: int = 13, noise: float = 0.5,
-             quiet: bool | None = None) -> dict[str, Any]:
+             quiet: bool | None = None, train_only_share: float = 0.0) -> dict[str, Any]:
     """Write turns_{split}.jsonl and calls_{split}.jsonl for train/val/test plus manifest.json; return the manifest.
 
-    Val and test get a fifth of the train size each; their patterns are disjoint from train's.
+    Val and test get a fifth of the train size each; their patterns are disjoint from train's. With
+    `train_only_share` > 0 the train split also draws that share of each family's picks from patterns/train_only/;
+    val and test are the same either way.
     """
     if n_turns < 10 or n_calls < 10:
         raise InputError(f"need at least 10 turns and 10 calls, got {n_turns} and {n_calls}")
     out = Path(out_dir)
-    inventory = load_inventory()
+    if not 0 <= train_only_share <= 1:
+        raise InputError(f"the train-only share must be between 0 and 1, got {train_only_share}")
+    inventory = load_inventory(train_only=train_only_share > 0)
     split_of = split_patterns(inventory, seed=seed)
     topics = load_topics()
     scripts = load_script_sentences()
     sizes = {"train": 1.0, "val": 0.2, "test": 0.25}
     files: dict[str, str] = {}
     for split in SPLITS:
-        gen = Generator(inventory, split_of, split, seed=seed, noise=noise, topics=topics, scripts=scripts)
+        gen = Generator(inventory, split_of, split, seed=seed, noise=noise, topics=topics, scripts=scripts,
+                        train_only_share=train_only_share)
         nt, nc = max(10, int(n_turns * sizes[split])), max(10, int(n_calls * sizes[split]))
         with JsonlWriter(out / f"turns_{split}.jsonl") as w:
             for t in progress(gen.turns(nt), desc=f"turns {split}", unit="turn", total=nt, quiet=quiet):
@@ -108,6 +113,8 @@ def generate(out_dir: str | Path, n_turns: int = 36000, n_calls: int = 3000, see
         "noise": noise,
         "inventory_digest": inventory.digest(),
         "patterns": stats(inventory, split_of),
+        "train_only_patterns": dict(Counter(p.family for p in inventory.patterns if p.train_only)),
+        "train_only_share": train_only_share,
         "topics_from_kb": len(topics),
         "script_sentences_from_kb": len(scripts),
         "files": files,

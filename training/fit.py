@@ -364,12 +364,15 @@ def fit(cfg: FitConfig) -> Path:
     train_seconds = time.perf_counter() - t0
     _calibrate(clf, data, thresholds=cfg.thresholds, call_text_scorer=text_scorer, prior=cfg.threshold_prior)
     meta = clf.meta
+    manifest = _manifest(cfg.data_dir)
     meta.update(
         {
             "backend": "tfidf" if cfg.backend == "tfidf" else ("hf_finetune" if cfg.base_model else "char_transformer"),
             "architecture": arch,
             "data_hash": data_hash(cfg.data_dir),
-            "inventory_digest": _manifest(cfg.data_dir).get("inventory_digest", "?"),
+            "inventory_digest": manifest.get("inventory_digest", "?"),
+            "train_only_patterns": manifest.get("train_only_patterns", {}),
+            "train_only_share": manifest.get("train_only_share", 0.0),
             "train_counts": data.counts,
             "stc3_train_used": data.counts["stc3_train"],
             "extra_turns": data.counts["extra_turns"],

@@ -49,6 +49,10 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "## Training data",
         f"- generated data hash: `{meta.get('data_hash', '?')}` "
         f"(pattern inventory `{meta.get('inventory_digest', '?')}`)",
+        *([f"- train-only patterns (hand-written, never in validation or test): "
+           f"{json.dumps(meta['train_only_patterns'], ensure_ascii=False)}, drawn for a "
+           f"{meta.get('train_only_share', 0):.0%} share of each family's generated training turns"]
+          if meta.get("train_only_patterns") else []),
         f"- training examples: {json.dumps(meta.get('train_counts', {}), ensure_ascii=False)}",
         f"- STC-3 train split dialogues used for the call head: {meta.get('stc3_train_used', 0)}",
         f"- extra labelled turns: {meta.get('extra_turns', 0)}",
