@@ -214,3 +214,74 @@ def test_lexicon_turns_teach_the_qa_lexicon_and_its_polite_exceptions(tmp_path: 
     assert lexicon_turns(hosts, lexicon=tmp_path / "missing.csv", examples=ex) == []
     with pytest.raises(InputError, match="plain agent turns"):
         lexicon_turns(hosts[1:], lexicon=lex, examples=ex)
+
+
+def test_train_only_patterns_train_and_leave_validation_and_test_as_they_were(tmp_path: Path) -> None:
+    with_extra, without = tmp_path / "with", tmp_path / "without"
+    a = generate(with_extra, n_turns=600, n_calls=20, seed=5, quiet=True, train_only_share=0.4)
+    b = generate(without, n_turns=600, n_calls=20, seed=5, quiet=True, train_only_share=0)
+    assert sum(a["train_only_patterns"].values()) >= 500 and not b["train_only_patterns"]
+    # The same validation and test files, byte for byte, and the same split for every shared pattern.
+    for name in ("turns_val.jsonl", "turns_test.jsonl", "calls_val.jsonl", "calls_test.jsonl"):
+        assert (with_extra / name).read_bytes() == (without / name).read_bytes(), name
+    assert {k: v for k, v in a["pattern_split"].items() if k in b["pattern_split"]} == b["pattern_split"]
+    extra = set(a["pattern_split"]) - set(b["pattern_split"])
+    assert {a["pattern_split"][k] for k in extra} == {"train"}
+    trained = {t.pattern for t in read_turns(with_extra / "turns_train.jsonl")}
+    assert trained & extra
+    assert not {t.pattern for t in read_turns(without / "turns_train.jsonl")} & extra
+    with pytest.raises(InputError, match="between 0 and 1"):
+        generate(tmp_path / "bad", n_turns=600, n_calls=20, train_only_share=1.5)
+
+
+def test_train_only_folder_is_read_and_a_repeated_pattern_id_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "slots.yaml").write_text("who: [物业]\n", encoding="utf-8")
+    body = "family: taboo\nrole: agent\nlabels: {taboo: 1, empathy: 0}\ngroups:\n  推诿:\n    - 找<who>去\n"
+    (tmp_path / "a.yaml").write_text(body, encoding="utf-8")
+    (tmp_path / "train_only").mkdir()
+    (tmp_path / "train_only" / "b.yaml").write_text(body.replace("找", "你找"), encoding="utf-8")
+    inv = load_inventory(tmp_path)
+    assert [(p.id, p.train_only) for p in inv.patterns] == [("a/推诿/000", False), ("b/推诿/000", True)]
+    assert split_patterns(inv)["b/推诿/000"] == "train"
+    assert [p.id for p in load_inventory(tmp_path, train_only=False).patterns] == ["a/推诿/000"]
+    (tmp_path / "train_only" / "a.yaml").write_text(body, encoding="utf-8")
+    with pytest.raises(InputError, match="unique"):
+        load_inventory(tmp_path)
+
+
+def _shingles(template: str, slots: dict[str, list[str]], k: int = 8, n: int = 20) -> set[str]:
+    """k-character runs of a template's expansions, slot values masked (they are shared on purpose)."""
+    rng, masked, out = random.Random(0), {name: ["□"] for name in slots}, set()
+    for _ in range(n):
+        text = re.sub(r"[，。！？、；,.!?;：:\s]", "", expand(template, rng, masked))
+        out |= {text[i : i + k] for i in range(len(text) - k + 1) if "□" not in text[i : i + k]}
+    return out
+
+
+def test_shipped_train_only_patterns_are_labelled_by_family_and_copy_no_evaluation_wording(inventory) -> None:
+    extra = [p for p in inventory.patterns if p.train_only]
+    assert len(extra) >= 1000
+    expected = {"taboo": {"taboo": 1, "empathy": 0}, "empathy": {"taboo": 0, "empathy": 1},
+                "hard_negative": {"taboo": 0, "empathy": 0}, "neutral": {"taboo": 0, "empathy": 0}}
+    for p in extra:
+        assert p.role == "agent" and dict(p.labels) == expected[p.family], p.source
+    split_of = split_patterns(inventory)
+    held_out: set[str] = set()
+    for p in inventory.patterns:
+        if split_of[p.id] != "train":
+            held_out |= _shingles(p.template, inventory.slots)
+    # No train-only pattern shares more than a fifth of its 8-character runs with validation or test wording
+    # (a main-inventory train pattern shares 0.3 % on average: common procedure words).
+    for p in extra:
+        runs = _shingles(p.template, inventory.slots)
+        assert len(runs & held_out) <= 0.2 * len(runs), (p.source, sorted(runs & held_out)[:5])
+
+
+def test_model_card_states_train_only_patterns_only_when_they_trained(tmp_path: Path) -> None:
+    from models.classifier.card import write_card
+
+    write_card(tmp_path, {"train_only_patterns": {"taboo": 1120, "empathy": 440}, "train_only_share": 0.25})
+    card = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert '{"taboo": 1120, "empathy": 440}' in card and "25% share" in card
+    write_card(tmp_path, {"train_only_patterns": {}, "train_only_share": 0.0})
+    assert "train-only" not in (tmp_path / "README.md").read_text(encoding="utf-8")
