@@ -304,8 +304,9 @@ class Generator:
             if self.split_of[p.id] == self.split:
                 pool = self.train_only_pool if p.train_only else self.pool
                 pool.setdefault((p.family, p.role), []).append(p)
-        for key, extra in self.train_only_pool.items():
-            self.pool.setdefault(key, extra)  # a family only the train-only files have
+        if self.train_only_share > 0:
+            for key, extra in self.train_only_pool.items():
+                self.pool.setdefault(key, extra)  # a family only the train-only files have
         # Script sentences split by scenario id, the same way as patterns: test scenarios are never trained on.
         self.script_pool = [s for s in self.scripts if _bucket(s[0], self.seed) == self.split]
         cues = tuple(self.inventory.slots.get("empathy_cues", ()))
