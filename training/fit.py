@@ -247,9 +247,7 @@ def load_train_data(cfg: FitConfig) -> TrainData:
     turns = read_turns(d / "turns_train.jsonl")
     calls = read_calls(d / "calls_train.jsonl")
     call_turns = [t for t in turns_of_calls(calls) if rng.random() < cfg.call_turn_share]
-    extra: list[TurnExample] = []
-    for p in cfg.extra:
-        extra.extend(read_turns(p))
+    extra = [t for p in cfg.extra for t in read_turns(p)]
     contrast = [t for p in (cfg.contrast_paths or []) for t in read_turns(p)]
     lexicon = lexicon_turns(turns, cfg.seed) * cfg.lexicon_weight if cfg.lexicon else []
     turns = turns + call_turns + extra * cfg.extra_weight + lexicon
@@ -625,7 +623,7 @@ def _calibrate(clf: Any, data: TrainData, thresholds: bool = True, call_text_sco
     clf.thresholds_generated = {}
     if thresholds:
         # Thresholds for the scores the model will give: with taboo windows (which need the temperature).
-        logits = clf.with_taboo_windows(val_texts, val_roles, logits.copy())
+        logits = clf.with_taboo_windows(val_texts, val_roles, logits)
         _choose_thresholds(clf, data, logits, prior)
     contexts = [call_context(_turn_pairs(c)) for c in data.val_calls]
     targets = [int(c["labels"]["complaint_risk"]) for c in data.val_calls]
