@@ -159,6 +159,23 @@ def test_contrast_turns_train_unless_turned_off(data: Path) -> None:
         _cfg(data, data / "x", contrast_weight=0)
 
 
+def test_label_smoothing_is_validated_and_moves_only_the_named_outputs(data: Path, tmp_path: Path) -> None:
+    from training.fit import smoothing_vector
+
+    assert smoothing_vector(0.1, ("taboo",)).tolist() == pytest.approx([0.1, 0.0, 0.0])
+    assert smoothing_vector(0.2, ("empathy", "risk")).tolist() == pytest.approx([0.0, 0.2, 0.2])
+    with pytest.raises(InputError, match=r"--label-smoothing must be in \[0, 1\), got 1.0"):
+        _cfg(data, tmp_path / "x", label_smoothing=1.0)
+    with pytest.raises(InputError, match="must name some of taboo, empathy, risk, got polite"):
+        _cfg(data, tmp_path / "x", label_smoothing=0.1, label_smoothing_outputs=("polite",))
+    with pytest.raises(InputError, match="the tfidf backend has none to smooth"):
+        _cfg(data, tmp_path / "x", label_smoothing=0.1, backend="tfidf")
+    model = fit(_cfg(data, tmp_path / "ls", label_smoothing=0.1, time_budget_s=5, taboo_windows=False))
+    arch = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))["architecture"]
+    assert arch["label_smoothing"] == {"taboo": 0.1}
+    assert '"label_smoothing"' in (model / "README.md").read_text(encoding="utf-8")
+
+
 @pytest.mark.slow
 def test_onnx_int8_with_the_ngram_input_agrees_with_torch(data: Path, tmp_path: Path) -> None:
     import onnxruntime as ort

@@ -202,6 +202,14 @@ def fit(
                           "60+ characters (a window must be surer than the whole turn), so a rude clause inside long "
                           "procedure is not diluted. See docs/classifier.md."),
     ] = True,
+    label_smoothing: Annotated[
+        float,
+        typer.Option("--label-smoothing", min=0.0, max=0.99,
+                     help="Transformer: train the outputs named by --label-smoothing-outputs towards ε/2 and 1−ε/2 "
+                          "instead of 0 and 1 (0: off). See docs/classifier.md."),
+    ] = 0.0,
+    label_smoothing_outputs: Annotated[
+        str, typer.Option("--label-smoothing-outputs", help="Comma-separated turn outputs to smooth.")] = "taboo",
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -240,6 +248,8 @@ def fit(
         contrast_paths=[] if no_contrast else (list(contrast) if contrast else None),
         contrast_weight=contrast_weight,
         taboo_windows=taboo_windows,
+        label_smoothing=label_smoothing,
+        label_smoothing_outputs=tuple(h.strip() for h in label_smoothing_outputs.split(",") if h.strip()),
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")
