@@ -232,6 +232,11 @@ def test_train_only_patterns_train_and_leave_validation_and_test_as_they_were(tm
     assert not {t.pattern for t in read_turns(without / "turns_train.jsonl")} & extra
     with pytest.raises(InputError, match="between 0 and 1"):
         generate(tmp_path / "bad", n_turns=600, n_calls=20, train_only_share=1.5)
+    # Loaded but switched off, they change no draw: the same turns as an inventory without them.
+    full, main = load_inventory(), load_inventory(train_only=False)
+    assert any(p.train_only for p in full.patterns)
+    gens = [Generator(inv, split_patterns(inv), "train", seed=5, noise=0.5) for inv in (full, main)]
+    assert [t.text for t in gens[0].turns(200)] == [t.text for t in gens[1].turns(200)]
 
 
 def test_train_only_folder_is_read_and_a_repeated_pattern_id_is_refused(tmp_path: Path) -> None:

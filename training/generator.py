@@ -300,13 +300,13 @@ class Generator:
         self.rng = random.Random(f"{self.seed}:{self.split}")
         self.pool: dict[tuple[str, str], list[Pattern]] = {}
         self.train_only_pool: dict[tuple[str, str], list[Pattern]] = {}
+        # With share 0 the train-only patterns stay out of both pools: the same draws as an inventory without them.
         for p in self.inventory.patterns:
-            if self.split_of[p.id] == self.split:
+            if self.split_of[p.id] == self.split and (self.train_only_share > 0 or not p.train_only):
                 pool = self.train_only_pool if p.train_only else self.pool
                 pool.setdefault((p.family, p.role), []).append(p)
-        if self.train_only_share > 0:
-            for key, extra in self.train_only_pool.items():
-                self.pool.setdefault(key, extra)  # a family only the train-only files have
+        for key, extra in self.train_only_pool.items():
+            self.pool.setdefault(key, extra)  # a family only the train-only files have
         # Script sentences split by scenario id, the same way as patterns: test scenarios are never trained on.
         self.script_pool = [s for s in self.scripts if _bucket(s[0], self.seed) == self.split]
         cues = tuple(self.inventory.slots.get("empathy_cues", ()))
