@@ -176,6 +176,19 @@ def test_label_smoothing_is_validated_and_moves_only_the_named_outputs(data: Pat
     assert '"label_smoothing"' in (model / "README.md").read_text(encoding="utf-8")
 
 
+def test_hidden_dropout_is_validated_and_reaches_the_saved_model(data: Path, tmp_path: Path) -> None:
+    from transformers import BertConfig
+
+    with pytest.raises(InputError, match=r"--hidden-dropout must be in \[0, 1\), got 1.0"):
+        _cfg(data, tmp_path / "x", hidden_dropout=1.0)
+    with pytest.raises(InputError, match=r"--hidden-dropout must be in \[0, 1\), got -0.1"):
+        _cfg(data, tmp_path / "x", hidden_dropout=-0.1)
+    model = fit(_cfg(data, tmp_path / "hd", hidden_dropout=0.25, time_budget_s=5, taboo_windows=False))
+    assert BertConfig.from_pretrained(str(model)).hidden_dropout_prob == 0.25
+    arch = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))["architecture"]
+    assert arch["hidden_dropout"] == 0.25
+
+
 @pytest.mark.slow
 def test_onnx_int8_with_the_ngram_input_agrees_with_torch(data: Path, tmp_path: Path) -> None:
     import onnxruntime as ort

@@ -40,6 +40,8 @@ def test_fit_errors_are_one_line_with_exit_code_2(cli, tmp_path: Path) -> None:
     assert r.code == 2 and "run `kefu train data` first" in r.err
     r = cli("train", "fit", "--data", str(tmp_path), "--base-model", str(tmp_path / "nope"))
     assert r.code == 2 and "not a Hugging Face checkpoint" in r.err
+    r = cli("train", "fit", "--data", str(tmp_path), "--hidden-dropout", "1")
+    assert r.code == 2 and "--hidden-dropout" in r.err
     r = cli("train", "data", "--out", str(tmp_path), "--noise", "3")
     assert r.code == 2 and "--noise must be between 0 and 1" in r.err
     r = cli("train", "eval", "--model", str(tmp_path))

@@ -210,6 +210,12 @@ def fit(
     ] = 0.0,
     label_smoothing_outputs: Annotated[
         str, typer.Option("--label-smoothing-outputs", help="Comma-separated turn outputs to smooth.")] = "taboo",
+    hidden_dropout: Annotated[
+        float,
+        typer.Option("--hidden-dropout", min=0.0, max=0.99,
+                     help="Transformer trained from scratch: dropout on the encoder's hidden states. "
+                          "See docs/classifier.md."),
+    ] = 0.0,
 ) -> None:
     """Train the classifier on generated data (+ STC-3 train split, + extra turns), calibrate, save HF-style."""
     from training.fit import FitConfig
@@ -250,6 +256,7 @@ def fit(
         taboo_windows=taboo_windows,
         label_smoothing=label_smoothing,
         label_smoothing_outputs=tuple(h.strip() for h in label_smoothing_outputs.split(",") if h.strip()),
+        hidden_dropout=hidden_dropout,
     )
     path = run_fit(cfg)
     typer.echo(f"saved {path}")

@@ -314,12 +314,15 @@ class KefuBertClassifier(BertPreTrainedModel):
 
 def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int = 4, max_len: int = 130,
                  ngram_vocab_size: int = 0, ngram_dim: int = 0, ngram_dropout: float = 0.0,
-                 attention_dropout: float = 0.1, turn_pooling: str = "mean_cls") -> BertConfig:
+                 attention_dropout: float = 0.1, turn_pooling: str = "mean_cls",
+                 hidden_dropout: float = 0.1) -> BertConfig:
     """The default from-scratch encoder: a few layers over characters (+ the n-gram branch when sized)."""
     if hidden % heads:
         raise ValueError(f"hidden size must be a multiple of the head count, got {hidden} and {heads}")
     if not 0.0 <= attention_dropout < 1.0:
         raise ValueError(f"attention dropout must be in [0, 1), got {attention_dropout}")
+    if not 0.0 <= hidden_dropout < 1.0:
+        raise ValueError(f"hidden dropout must be in [0, 1), got {hidden_dropout}")
     if turn_pooling not in TURN_POOLINGS:
         raise ValueError(f"turn pooling must be one of {', '.join(TURN_POOLINGS)}, got {turn_pooling!r}")
     return BertConfig(
@@ -334,7 +337,7 @@ def small_config(vocab_size: int, hidden: int = 128, layers: int = 2, heads: int
         intermediate_size=hidden * 2,
         max_position_embeddings=max_len,
         type_vocab_size=2,
-        hidden_dropout_prob=0.1,
+        hidden_dropout_prob=hidden_dropout,
         attention_probs_dropout_prob=attention_dropout,
         pad_token_id=0,
     )
