@@ -183,6 +183,13 @@ def test_hidden_dropout_is_validated_and_reaches_the_saved_model(data: Path, tmp
         _cfg(data, tmp_path / "x", hidden_dropout=1.0)
     with pytest.raises(InputError, match=r"--hidden-dropout must be in \[0, 1\), got -0.1"):
         _cfg(data, tmp_path / "x", hidden_dropout=-0.1)
+    with pytest.raises(InputError, match="the tfidf backend has none"):
+        _cfg(data, tmp_path / "x", hidden_dropout=0.1, backend="tfidf")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(InputError, match="a --base-model checkpoint keeps its own"):
+        _cfg(data, tmp_path / "x", hidden_dropout=0.1, base_model=ckpt)
     model = fit(_cfg(data, tmp_path / "hd", hidden_dropout=0.25, time_budget_s=5, taboo_windows=False))
     assert BertConfig.from_pretrained(str(model)).hidden_dropout_prob == 0.25
     arch = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))["architecture"]
