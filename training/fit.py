@@ -199,10 +199,11 @@ class FitConfig:
             raise InputError(f"--contrast-weight must be >= 1, got {self.contrast_weight}")
         if not 0.0 <= self.hidden_dropout < 1.0:
             raise InputError(f"--hidden-dropout must be in [0, 1), got {self.hidden_dropout}")
-        if self.hidden_dropout and (self.backend == "tfidf" or self.base_model is not None):
+        if self.hidden_dropout and self.backend == "tfidf":
+            raise InputError("--hidden-dropout sets the from-scratch encoder's dropout; the tfidf backend has none")
+        if self.hidden_dropout and self.base_model is not None:
             raise InputError("--hidden-dropout sets the from-scratch encoder's dropout; "
-                             + ("the tfidf backend has none" if self.backend == "tfidf" else
-                                "a --base-model checkpoint keeps its own (hidden_dropout_prob in its config.json)"))
+                             "a --base-model checkpoint keeps its own (hidden_dropout_prob in its config.json)")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise InputError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.label_smoothing and self.backend == "tfidf":
