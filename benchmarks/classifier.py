@@ -1,7 +1,8 @@
 """Classifier benchmark: quality vs the TF-IDF baseline, turns/s (torch eager, onnx int8, tfidf), size, train time.
 
 Usage: .venv/bin/python benchmarks/classifier.py [--model DIR] [--baseline DIR] [--data DIR] [--threads 2]
-Prints a markdown table; the baseline is measured in the same run. Medians of --repeat timed passes.
+Prints markdown tables; the baseline is measured in the same run. Medians of --repeat timed passes. Quality numbers
+carry 95 % cluster-bootstrap intervals, and the model's difference from the baseline a paired one.
 """
 
 from __future__ import annotations
@@ -96,7 +97,8 @@ def main() -> None:
           f"(int8 onnx {size_int8:.1f}) |")
     if args.skip_quality:
         return
-    from training.evaluate import evaluate
+    from models.classifier.card import interval_text
+    from training.evaluate import compare, evaluate
 
     keys = [("synthetic_test", "taboo_f1"), ("synthetic_test", "taboo_in_lexicon_f1"),
             ("synthetic_test", "taboo_not_in_lexicon_f1"), ("synthetic_test", "empathy_f1"),
@@ -107,13 +109,20 @@ def main() -> None:
     res_base = evaluate(baseline, args.data, None)
     model_clf = load_classifier(args.model)
     res_model = evaluate(model_clf, args.data, None)
-    print(f"\n| set / metric | tfidf-lr | {model_clf.name} |\n|---|---|---|")
+    # Paired differences (same rows, same resamples) for every F1 and AUC of a whole output.
+    paired = {(r["set"], f"{'dissatisfied' if r['output'] == 'stc3_dissatisfied' else r['output']}_{r['metric']}"): r
+              for r in compare(baseline, model_clf, args.data)}
+    print(f"\n| set / metric | tfidf-lr (95 % interval) | {model_clf.name} (95 % interval) | difference "
+          "(paired 95 % interval) |\n|---|---|---|---|")
     for s, k in keys:
-        a, b = res_base.get(s, {}).get(k), res_model.get(s, {}).get(k)
-        fa = f"{a:.3f}" if isinstance(a, float) else "n/a"
-        fb = f"{b:.3f}" if isinstance(b, float) else "n/a"
-        print(f"| {s} / {k} | {fa} | {fb} |")
-
+        cells = []
+        for res in (res_base, res_model):
+            v = res.get(s, {}).get(k)
+            cells.append(f"{v:.3f} ({interval_text(res[s].get(f'{k}_ci95'))})" if isinstance(v, float) else "n/a")
+        d = paired.get((s, k))
+        diff = (f"{d['difference']:+.3f} ({interval_text(d['ci95'], signed=True)})" if d and d["difference"] is not None
+                else "")
+        print(f"| {s} / {k} | {cells[0]} | {cells[1]} | {diff} |")
 
 if __name__ == "__main__":
     main()

@@ -192,8 +192,40 @@ def test_evaluation_reports_lexicon_split_and_curves(tiny_tfidf: Path, tiny_data
     assert set(alarms) <= {"hard_negative", "empathy", "neutral", "script"}  # the generator's families
     md = (tmp_path / "eval.md").read_text(encoding="utf-8")
     assert "### synthetic_test: taboo_recall_by_category" in md and "| 推诿 |" in md
+    # Every F1 and AUC comes with a 95 % interval from resampling whole calls or patterns, shown beside it.
+    for res, key in ((synth, "taboo_f1"), (synth, "empathy_auc"), (gold, "taboo_auc"), (gold, "complaint_risk_auc"),
+                     (synth, "taboo_not_in_lexicon_f1")):
+        lo, hi = res[f"{key}_ci95"]
+        assert 0.0 <= lo <= hi <= 1.0 and lo <= res[key] + 1e-9 and res[key] <= hi + 0.05
+    stc3 = results["stc3_test"]  # the tiny STC-3 test rows are all of one class: no AUC, so no interval
+    assert stc3["dissatisfied_auc"] is None and stc3["dissatisfied_auc_ci95"] is None
+    assert results["targets"]["gold/taboo_f1"]["ci95"] == gold["taboo_f1_ci95"]
+    assert f"| taboo_f1 | {synth['taboo_f1']:.4f} | {synth['taboo_f1_ci95'][0]:.3f}–" in md
     pytest.importorskip("matplotlib")
     assert (tmp_path / "pr_synthetic_test.png").exists()
+
+
+@pytest.mark.slow
+def test_compare_pairs_two_models_on_the_same_rows(tiny_tfidf: Path, tiny_transformer: Path, tiny_data: Path) -> None:
+    from training.datasets import read_turns
+    from training.evaluate import compare, comparison_markdown, evaluate_turns, turn_cluster
+
+    a, b = load_classifier(tiny_tfidf), load_classifier(tiny_transformer, runtime="torch")
+    rows = compare(a, b, tiny_data, stc3_path=tiny_data / "stc3.jsonl", resamples=200)
+    taboo = next(r for r in rows if (r["set"], r["output"], r["metric"]) == ("synthetic_test", "taboo", "auc"))
+    assert taboo["difference"] == pytest.approx(taboo["b"] - taboo["a"])
+    lo, hi = taboo["ci95"]
+    assert lo <= taboo["difference"] <= hi
+    assert taboo["verdict"] == ("B better" if lo > 0 else "A better" if hi < 0 else "no clear difference")
+    assert {r["set"] for r in rows} == {"synthetic_test", "gold", "stc3_test"}
+    # Generated turns are resampled by pattern: far fewer clusters than turns.
+    turns = read_turns(tiny_data / "turns_test.jsonl")
+    assert taboo["clusters"] == len({turn_cluster(t, i) for i, t in enumerate(turns) if "taboo" in t.labels})
+    assert taboo["clusters"] < taboo["n"]
+    same = compare(a, a, tiny_data, stc3=False, resamples=50)
+    assert all(r["difference"] == 0 and r["verdict"] == "no clear difference" for r in same)
+    assert "| synthetic_test | taboo | auc |" in comparison_markdown(rows, "A", "B")
+    assert "taboo_f1_ci95" not in evaluate_turns(a, turns[:50], {}, resamples=0)  # 0: no intervals
 
 
 def test_taboo_categories_from_pattern_groups() -> None:

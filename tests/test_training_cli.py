@@ -11,7 +11,7 @@ import pytest
 def test_train_help_lists_every_command(cli) -> None:
     result = cli("train", "--help")
     assert result.code == 0
-    for command in ("data", "fit", "eval", "export", "pretrain"):
+    for command in ("data", "fit", "eval", "compare", "export", "pretrain"):
         assert command in result.out
     fit_help = cli("train", "fit", "--help").out
     assert "--base-model" in fit_help and "--extra" in fit_help
@@ -32,7 +32,16 @@ def test_data_fit_eval_with_the_baseline(cli, tmp_path: Path, monkeypatch: pytes
     assert "taboo_f1" in r.out and "Targets" in r.out
     meta = json.loads((model / "kefu_classifier.json").read_text(encoding="utf-8"))
     assert "synthetic_test" in meta["evaluation"]
-    assert "synthetic_test" in (model / "README.md").read_text(encoding="utf-8")
+    card = (model / "README.md").read_text(encoding="utf-8")
+    assert "synthetic_test" in card and "| set | metric | value | 95 % interval |" in card
+    r = cli("--quiet", "train", "compare", str(model), str(model), "--data", str(data), "--no-stc3",
+            "--gold", str(data / "calls_val.jsonl"), "--resamples", "50")
+    assert r.code == 0, r.err
+    assert "| synthetic_test | taboo | f1 |" in r.out and "no clear difference" in r.out and "B better" not in r.out
+    r = cli("train", "compare", str(model), str(tmp_path), "--data", str(data))
+    assert r.code == 2 and "not a kefu classifier folder" in r.err
+    r = cli("train", "eval", "--model", str(model), "--data", str(data), "--resamples", "-1")
+    assert r.code == 2 and "--resamples must be at least 0, got -1" in r.err
 
 
 def test_fit_errors_are_one_line_with_exit_code_2(cli, tmp_path: Path) -> None:

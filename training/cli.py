@@ -12,6 +12,7 @@ import typer
 from kefu.io import InputError
 from kefu.progress import state
 from kefu.settings import get_settings
+from training.bootstrap import DEFAULT_RESAMPLES
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ DataOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", "-m", help="Model folder [default: $KEFU_HOME/models/classifier].")
+]
+ResamplesOpt = Annotated[
+    int, typer.Option("--resamples", help="Bootstrap resamples behind the 95 % intervals (0: no intervals).")
 ]
 
 
@@ -278,6 +282,7 @@ def evaluate_cmd(
         typer.Option("--update-card/--no-update-card", help="Write the numbers into the model card."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full results as JSON.")] = False,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
 ) -> None:
     """Precision/recall/F1 per label, confusion matrices, ROC AUC, PR curves (PNG) on the held-out sets.
 
@@ -285,16 +290,19 @@ def evaluate_cmd(
     Taboo is also reported separately for wording present in and absent from the taboo lexicon.
     Generated test turns are scored at the thresholds chosen for the generated data's share of positives
     (thresholds_generated), hand-written calls at the model's own (see kefu train fit --threshold-prior).
+    F1 and AUC come with 95 % intervals from a cluster bootstrap: whole calls (hand-written sets, STC-3
+    dialogues) or whole patterns (generated turns) are resampled, since turns of one call are not independent.
     """
     from models.classifier import RUNTIMES, load_classifier
     from training.evaluate import evaluate, headline
 
     if runtime not in RUNTIMES:
         raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    _check_resamples(resamples, 0)
     model = model or default_model_dir()
     clf = load_classifier(model, runtime=runtime)  # type: ignore[arg-type]
     out = out or model / "eval"
-    results = evaluate(clf, data_dir or default_data_dir(), out, gold=gold, stc3=not no_stc3)
+    results = evaluate(clf, data_dir or default_data_dir(), out, gold=gold, stc3=not no_stc3, resamples=resamples)
     if update_card:
         meta_path = model / "kefu_classifier.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
@@ -308,6 +316,51 @@ def evaluate_cmd(
         typer.echo(json.dumps(results, ensure_ascii=False, indent=1))
         return
     typer.echo((out / "eval.md").read_text(encoding="utf-8"))
+
+
+@app.command()
+def compare(
+    model_a: Annotated[Path, typer.Argument(help="Model A, the reference (e.g. the one in service).")],
+    model_b: Annotated[Path, typer.Argument(help="Model B, the candidate (e.g. a retrain with QA verdicts).")],
+    data_dir: DataOpt = None,
+    gold: Annotated[
+        Path | None,
+        typer.Option("--gold", help="Gold calls JSONL [default: training/data/gold_calls.jsonl]."),
+    ] = None,
+    runtime: Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")] = "auto",
+    no_stc3: Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")] = False,
+    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+) -> None:
+    """Is B better than A? F1 and AUC of both on the same held-out sets, B − A with a paired 95 % interval.
+
+    Both models score the same rows and are resampled together (whole calls or patterns), so a difference whose
+    interval excludes 0 holds on other samples like these; "no clear difference" means another sample of calls
+    could reverse it. F1 is at each model's own thresholds.
+    """
+    from models.classifier import RUNTIMES, load_classifier
+    from training.evaluate import compare as run_compare
+    from training.evaluate import comparison_markdown
+
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    _check_resamples(resamples, 1)
+    for p in (model_a, model_b):
+        if not (p / "kefu_classifier.json").exists():
+            raise InputError(f"{p}: not a kefu classifier folder (no kefu_classifier.json)")
+    clf_a = load_classifier(model_a, runtime=runtime)  # type: ignore[arg-type]
+    clf_b = load_classifier(model_b, runtime=runtime)  # type: ignore[arg-type]
+    rows = run_compare(clf_a, clf_b, data_dir or default_data_dir(), gold=gold, stc3=not no_stc3,
+                       resamples=resamples)
+    if not rows:
+        raise InputError("no evaluation set was found: generate one with kefu train data, or pass --gold")
+    typer.echo(json.dumps(rows, ensure_ascii=False, indent=1) if as_json
+               else comparison_markdown(rows, str(model_a), str(model_b)))
+
+
+def _check_resamples(value: int, minimum: int) -> None:
+    if value < minimum:
+        raise InputError(f"--resamples must be at least {minimum}, got {value}")
 
 
 @app.command()

@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from kefu.schemas import Transcript, Turn
+from models.classifier.card import interval_text
 from models.classifier.common import logit, sigmoid
 from models.classifier_base import CallClassifier
+from training.bootstrap import DEFAULT_RESAMPLES, ClusterBootstrap
 from training.datasets import (
     TurnExample,
     in_lexicon,
@@ -146,11 +148,28 @@ def generated_shift(clf: CallClassifier) -> dict[str, float]:
     return {h: float(logit(shipped[h]) - logit(generated[h])) for h in generated if h in shipped}
 
 
-def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any],
-                   shift: dict[str, float] | None = None) -> dict[str, Any]:
-    """Turn-level metrics for taboo (split by lexicon wording), empathy and risk.
+def turn_cluster(turn: TurnExample, i: int) -> str:
+    """The unit a turn is resampled with: its call (hand-written calls), else its pattern (generated turns)."""
+    if "#" in turn.source:
+        return "call:" + turn.source.rsplit("#", 1)[0]
+    return "pattern:" + turn.pattern if turn.pattern else f"row:{i}"
 
-    `shift` (logits per output) re-centres the decision at another threshold (see generated_shift)."""
+
+def add_intervals(out: dict[str, Any], prefix: str, y: Sequence[int], p: Sequence[float], clusters: Sequence[str],
+                  resamples: int, metrics: Sequence[str] = ("f1", "auc")) -> None:
+    """`{prefix}_{metric}_ci95`: the 95 % cluster-bootstrap interval of each metric (skipped when resamples is 0)."""
+    if resamples and len(y):
+        boot = ClusterBootstrap(clusters, resamples)
+        for metric in metrics:
+            out[f"{prefix}_{metric}_ci95"] = boot.interval(metric, y, p)
+
+
+def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[str, Any],
+                   shift: dict[str, float] | None = None, resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+    """Turn-level metrics for taboo (split by lexicon wording), empathy and risk, with 95 % intervals.
+
+    `shift` (logits per output) re-centres the decision at another threshold (see generated_shift). Intervals
+    resample whole calls or patterns (`turn_cluster`)."""
     preds = clf.predict_turns([t.text for t in turns], [t.role for t in turns])
     out: dict[str, Any] = {}
     for label in ("taboo", "empathy", "risk"):
@@ -159,13 +178,15 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
             continue
         y = [turns[i].labels[label] for i in rows]
         p = _recentred([preds[i][label] for i in rows], (shift or {}).get(label, 0.0))
+        clusters = [turn_cluster(turns[i], i) for i in rows]
         m = prf(y, p)
         out[f"{label}_precision"], out[f"{label}_recall"], out[f"{label}_f1"] = m["precision"], m["recall"], m["f1"]
         out[f"{label}_support"] = m["support"]
         out[f"{label}_confusion"] = m["confusion"]
         out[f"{label}_auc"] = auc(y, p)
         out[f"{label}_ece"] = ece(y, p)
-        curves[label] = (y, p)
+        add_intervals(out, label, y, p, clusters, resamples)
+        curves[label] = (y, p, clusters)
         if label == "taboo" and lexicon_phrases():
             lex = [in_lexicon(turns[i].text) for i in rows]
             for name, want in (("in_lexicon", True), ("not_in_lexicon", False)):
@@ -178,6 +199,7 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
                 out[f"taboo_{name}_precision"] = sub["precision"]
                 out[f"taboo_{name}_support"] = sub["support"]
                 out[f"taboo_{name}_n"] = sub["n"]
+                add_intervals(out, f"taboo_{name}", ys, ps, [clusters[k] for k in sel], resamples, ("f1",))
         if label == "taboo" and all(turns[i].family for i in rows):  # generated turns record their family
             out |= taboo_breakdown(turns, y, p, rows)
             out |= apology_probe(clf, turns, [i for i, t in zip(rows, y, strict=True) if t],
@@ -185,7 +207,8 @@ def evaluate_turns(clf: CallClassifier, turns: list[TurnExample], curves: dict[s
     return out
 
 
-def evaluate_calls(clf: CallClassifier, calls: list[dict[str, Any]], curves: dict[str, Any]) -> dict[str, Any]:
+def evaluate_calls(clf: CallClassifier, calls: list[dict[str, Any]], curves: dict[str, Any],
+                   resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
     scores = clf.predict_calls([_to_transcript(c) for c in calls])
     out: dict[str, Any] = {"calls": len(calls)}
     for label, attr in (("complaint_risk", "complaint_risk"), ("call_empathy", "empathy")):
@@ -200,7 +223,9 @@ def evaluate_calls(clf: CallClassifier, calls: list[dict[str, Any]], curves: dic
         out[f"{label}_f1"] = m["f1"]
         out[f"{label}_ece"] = ece(y, p)
         out[f"{label}_confusion"] = m["confusion"]
-        curves[label] = (y, p)
+        ids = [f"call:{calls[i].get('call_id', i)}#{i}" for i in rows]
+        add_intervals(out, label, y, p, ids, resamples)
+        curves[label] = (y, p, ids)
         channels = [str(calls[i].get("channel") or "unknown") for i in rows]
         if label == "complaint_risk" and len(set(channels)) > 1:
             # Typed and spoken calls are aggregated with different weights: report each channel on its own.
@@ -213,14 +238,18 @@ def evaluate_calls(clf: CallClassifier, calls: list[dict[str, Any]], curves: dic
     return out
 
 
-def evaluate_stc3(clf: CallClassifier, curves: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+def evaluate_stc3(clf: CallClassifier, curves: dict[str, Any], path: Path | None = None,
+                  resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
     rows = load_stc3("test", path) if path else load_stc3("test")
     scores = clf.predict_calls([_to_transcript(r) for r in rows])
     y = [int(r["labels"]["dissatisfied"]) for r in rows]
     p = [s.complaint_risk for s in scores]
-    curves["stc3_dissatisfied"] = (y, p)
-    return {"dialogues": len(rows), "dissatisfied_auc": auc(y, p), "dissatisfied_ap": average_precision(y, p),
-            "dissatisfied_ece": ece(y, p)}
+    ids = [f"dialogue:{r.get('call_id', i)}#{i}" for i, r in enumerate(rows)]
+    curves["stc3_dissatisfied"] = (y, p, ids)
+    out = {"dialogues": len(rows), "dissatisfied_auc": auc(y, p), "dissatisfied_ap": average_precision(y, p),
+           "dissatisfied_ece": ece(y, p)}
+    add_intervals(out, "dissatisfied", y, p, ids, resamples, ("auc",))
+    return out
 
 
 def plot_pr(curves: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -241,7 +270,7 @@ def plot_pr(curves: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
         if not drawable:
             continue
         fig, ax = plt.subplots(figsize=(5, 4))
-        for label, (y, p) in drawable.items():
+        for label, (y, p, *_) in drawable.items():
             prec, rec, _ = precision_recall_curve(y, p)
             ax.plot(rec, prec, label=f"{label} (AP {average_precision(y, p):.3f})")
         ax.set_xlabel("recall")
@@ -259,40 +288,14 @@ def plot_pr(curves: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
 
 
 def evaluate(clf: CallClassifier, data_dir: Path, out_dir: Path | None = None, gold: Path | None = None,
-             stc3: bool = True, stc3_path: Path | None = None, plots: bool = True) -> dict[str, Any]:
-    """Every evaluation set that is available; writes eval.json, eval.md and PR curves to `out_dir`."""
-    results: dict[str, Any] = {}
-    curves: dict[str, dict[str, Any]] = {}
-    turns_path = Path(data_dir) / "turns_test.jsonl"
-    if turns_path.exists():
-        c: dict[str, Any] = {}
-        calls = read_calls(Path(data_dir) / "calls_test.jsonl")
-        # Generated turns are a quarter taboo: scored at the thresholds chosen for validation's own share.
-        shift = generated_shift(clf)
-        results["synthetic_test"] = (evaluate_turns(clf, read_turns(turns_path), c, shift)
-                                     | evaluate_calls(clf, calls, c))
-        if shift:
-            results["synthetic_test"]["turn_thresholds"] = "thresholds_generated (validation share)"
-        curves["synthetic_test"] = c
-    gold_path = gold if gold is not None else None
-    try:
-        gold_calls = load_gold(gold_path) if gold_path else load_gold()
-    except Exception as exc:
-        log.warning("gold set not evaluated: %s", exc)
-        gold_calls = []
-    if gold_calls:
-        c = {}
-        results["gold"] = evaluate_turns(clf, turns_of_calls(gold_calls), c) | evaluate_calls(clf, gold_calls, c)
-        curves["gold"] = c
-    if stc3:
-        c = {}
-        try:
-            results["stc3_test"] = evaluate_stc3(clf, c, stc3_path)
-            curves["stc3_test"] = c
-        except Exception as exc:
-            log.warning("STC-3 not evaluated: %s", exc)
+             stc3: bool = True, stc3_path: Path | None = None, plots: bool = True,
+             resamples: int = DEFAULT_RESAMPLES) -> dict[str, Any]:
+    """Every evaluation set that is available; writes eval.json, eval.md and PR curves to `out_dir`.
+
+    `resamples` sets the cluster bootstrap behind the 95 % intervals (`*_ci95`); 0 leaves them out."""
+    results, curves = score_sets(clf, data_dir, gold, stc3, stc3_path, resamples)
     results["targets"] = {
-        f"{s}/{m}": {"target": t, "value": results.get(s, {}).get(m),
+        f"{s}/{m}": {"target": t, "value": results.get(s, {}).get(m), "ci95": results.get(s, {}).get(f"{m}_ci95"),
                      "met": (results.get(s, {}).get(m) or 0) >= t}
         for (s, m), t in TARGETS.items() if s in results
     }
@@ -306,9 +309,48 @@ def evaluate(clf: CallClassifier, data_dir: Path, out_dir: Path | None = None, g
     return results
 
 
-def headline(results: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """The numbers that go into the model card: scalar metrics only."""
-    return {s: {k: v for k, v in m.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def score_sets(clf: CallClassifier, data_dir: Path, gold: Path | None = None, stc3: bool = True,
+               stc3_path: Path | None = None, resamples: int = DEFAULT_RESAMPLES
+               ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Metrics per available set, and per set and output the (labels, scores, clusters) they came from."""
+    results: dict[str, Any] = {}
+    curves: dict[str, dict[str, Any]] = {}
+    turns_path = Path(data_dir) / "turns_test.jsonl"
+    if turns_path.exists():
+        c: dict[str, Any] = {}
+        calls = read_calls(Path(data_dir) / "calls_test.jsonl")
+        # Generated turns are a quarter taboo: scored at the thresholds chosen for validation's own share.
+        shift = generated_shift(clf)
+        results["synthetic_test"] = (evaluate_turns(clf, read_turns(turns_path), c, shift, resamples)
+                                     | evaluate_calls(clf, calls, c, resamples))
+        if shift:
+            results["synthetic_test"]["turn_thresholds"] = "thresholds_generated (validation share)"
+        curves["synthetic_test"] = c
+    gold_path = gold if gold is not None else None
+    try:
+        gold_calls = load_gold(gold_path) if gold_path else load_gold()
+    except Exception as exc:
+        log.warning("gold set not evaluated: %s", exc)
+        gold_calls = []
+    if gold_calls:
+        c = {}
+        results["gold"] = (evaluate_turns(clf, turns_of_calls(gold_calls), c, resamples=resamples)
+                           | evaluate_calls(clf, gold_calls, c, resamples))
+        curves["gold"] = c
+    if stc3:
+        c = {}
+        try:
+            results["stc3_test"] = evaluate_stc3(clf, c, stc3_path, resamples)
+            curves["stc3_test"] = c
+        except Exception as exc:
+            log.warning("STC-3 not evaluated: %s", exc)
+    return results, curves
+
+
+def headline(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The numbers that go into the model card: scalar metrics and their 95 % intervals."""
+    return {s: {k: v for k, v in m.items()
+                if (isinstance(v, (int, float)) and not isinstance(v, bool)) or (k.endswith("_ci95") and v)}
             for s, m in results.items() if s != "targets"}
 
 
@@ -317,13 +359,15 @@ def to_markdown(results: dict[str, Any], name: str) -> str:
     for set_name, metrics in results.items():
         if set_name == "targets":
             continue
-        lines += [f"## {set_name}", "", "| metric | value |", "|---|---|"]
+        lines += [f"## {set_name}", "", "| metric | value | 95 % interval |", "|---|---|---|"]
         tables = {k: v for k, v in metrics.items() if isinstance(v, dict)}
         for k, v in metrics.items():
+            if k.endswith("_ci95"):
+                continue
             if isinstance(v, float):
-                lines.append(f"| {k} | {v:.4f} |")
+                lines.append(f"| {k} | {v:.4f} | {interval_text(metrics.get(f'{k}_ci95'))} |")
             elif v is not None and k not in tables:
-                lines.append(f"| {k} | {v} |")
+                lines.append(f"| {k} | {v} | |")
         lines.append("")
         for k, table in tables.items():  # breakdowns: one row per category / source
             cols = list(next(iter(table.values()), {}))
@@ -333,9 +377,68 @@ def to_markdown(results: dict[str, Any], name: str) -> str:
                 lines.append(f"| {name} | " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c])
                                                        for c in cols) + " |")
             lines.append("")
-    lines += ["## Targets", "", "| target | minimum | measured | met |", "|---|---|---|---|"]
+    lines += ["## Targets", "",
+              "Intervals: 95 % cluster bootstrap (whole calls, or whole patterns of generated turns, resampled).", "",
+              "| target | minimum | measured | 95 % interval | met |", "|---|---|---|---|---|"]
     for k, t in results.get("targets", {}).items():
         v = t["value"]
-        lines.append(f"| {k} | {t['target']} | {v:.4f} | {'yes' if t['met'] else 'NO'} |" if v is not None
-                     else f"| {k} | {t['target']} | n/a | NO |")
+        lines.append(f"| {k} | {t['target']} | {v:.4f} | {interval_text(t.get('ci95'))} | "
+                     f"{'yes' if t['met'] else 'NO'} |" if v is not None
+                     else f"| {k} | {t['target']} | n/a | | NO |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(clf_a: CallClassifier, clf_b: CallClassifier, data_dir: Path, gold: Path | None = None,
+            stc3: bool = True, stc3_path: Path | None = None,
+            resamples: int = DEFAULT_RESAMPLES) -> list[dict[str, Any]]:
+    """Paired comparison of two models on the same sets: B − A per set, output and metric, with a 95 % interval.
+
+    Both models are scored on the same rows and resampled with the same clusters, so the interval is that of the
+    difference itself, much narrower than two separate intervals would suggest. A difference whose interval
+    excludes 0 is reported as such; anything else is within what another sample could reverse."""
+    if resamples < 1:
+        raise ValueError(f"resamples must be at least 1 for a comparison, got {resamples}")
+    hashes = {(getattr(c, "meta", None) or {}).get("data_hash") for c in (clf_a, clf_b)}
+    if len(hashes) > 1:
+        log.warning("the two models were trained on different generated data (%s): the synthetic test split of "
+                    "%s may share wording with the other model's training data", sorted(map(str, hashes)), data_dir)
+    _, curves_a = score_sets(clf_a, data_dir, gold, stc3, stc3_path, resamples=0)
+    _, curves_b = score_sets(clf_b, data_dir, gold, stc3, stc3_path, resamples=0)
+    rows: list[dict[str, Any]] = []
+    for set_name, outputs in curves_a.items():
+        for output, (y, p_a, clusters) in outputs.items():
+            if output not in curves_b.get(set_name, {}):
+                continue
+            y_b, p_b, _ = curves_b[set_name][output]
+            if list(y_b) != list(y):
+                raise ValueError(f"{set_name}/{output}: the two models were scored on different rows")
+            boot = ClusterBootstrap(clusters, resamples)
+            for metric in ("auc",) if output == "stc3_dissatisfied" else ("f1", "auc"):
+                a, b = point_metric(metric, y, p_a), point_metric(metric, y, p_b)
+                ci = boot.difference(metric, y, p_a, p_b)
+                verdict = ("B better" if ci and ci[0] > 0 else "A better" if ci and ci[1] < 0
+                           else "no clear difference")
+                rows.append({"set": set_name, "output": output, "metric": metric, "a": a, "b": b,
+                             "difference": None if a is None or b is None else b - a, "ci95": ci,
+                             "verdict": verdict, "n": len(y), "clusters": boot.n_clusters})
+    return rows
+
+
+def point_metric(metric: str, y: Sequence[int], p: Sequence[float]) -> float | None:
+    """F1 at 0.5 or ROC AUC on the rows as they are (None where undefined)."""
+    return auc(y, p) if metric == "auc" else prf(y, p)["f1"]
+
+
+def comparison_markdown(rows: list[dict[str, Any]], name_a: str, name_b: str) -> str:
+    lines = [f"# {name_b} (B) against {name_a} (A)", "",
+             "Paired 95 % cluster-bootstrap intervals of B − A (same rows, same resamples).", "",
+             "| set | output | metric | A | B | B − A | 95 % interval | verdict |", "|---|---|---|---|---|---|---|---|"]
+
+    def num(v: float | None, sign: str = "") -> str:
+        return "n/a" if v is None else f"{v:{sign}.4f}"
+
+    for r in rows:
+        lines.append(f"| {r['set']} | {r['output']} | {r['metric']} | {num(r['a'])} | {num(r['b'])} | "
+                     f"{num(r['difference'], '+')} | {interval_text(r['ci95'], signed=True)} | "
+                     f"{r['verdict']} |")
     return "\n".join(lines) + "\n"

@@ -9,15 +9,22 @@ from typing import Any
 from models.classifier.common import CALL_HEAD, HEADS
 
 
+def interval_text(ci: Any, signed: bool = False) -> str:
+    """A [low, high] interval as "0.812–0.861", or signed for differences ("-0.004 to +0.023"); empty if none."""
+    if not (isinstance(ci, (list, tuple)) and len(ci) == 2):
+        return ""
+    return f"{ci[0]:+.4f} to {ci[1]:+.4f}" if signed else f"{ci[0]:.3f}–{ci[1]:.3f}"
+
+
 def _table(evaluation: dict[str, Any]) -> list[str]:
-    lines = ["| set | metric | value |", "|---|---|---|"]
+    lines = ["| set | metric | value | 95 % interval |", "|---|---|---|---|"]
     for set_name, metrics in evaluation.items():
         if not isinstance(metrics, dict):
             continue
         for key, value in metrics.items():
             if isinstance(value, (int, float)):
-                lines.append(f"| {set_name} | {key} | {value:.4f} |" if isinstance(value, float) else
-                             f"| {set_name} | {key} | {value} |")
+                shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+                lines.append(f"| {set_name} | {key} | {shown} | {interval_text(metrics.get(f'{key}_ci95'))} |")
     return lines
 
 
@@ -82,7 +89,9 @@ def write_card(directory: Path, meta: dict[str, Any], extra: str | None = None) 
         "The synthetic test split, the gold set and the STC-3 test split were never used for training,",
         "calibration, thresholds or selection.",
         "",
-        *(_table(ev) if ev else ["(not evaluated yet: run `kefu train eval`)"]),
+        *(["Intervals: 95 % cluster bootstrap (whole calls, or whole patterns of generated turns, resampled), "
+           "the spread a metric would show on another sample of calls or wording like these.", "", *_table(ev)]
+          if ev else ["(not evaluated yet: run `kefu train eval`)"]),
         "",
         "## Use",
         "```python\nfrom models.classifier import load_classifier\nclf = load_classifier('PATH')\n"
