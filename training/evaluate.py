@@ -431,7 +431,9 @@ def point_metric(metric: str, y: Sequence[int], p: Sequence[float]) -> float | N
 
 def comparison_markdown(rows: list[dict[str, Any]], name_a: str, name_b: str) -> str:
     lines = [f"# {name_b} (B) against {name_a} (A)", "",
-             "Paired 95 % cluster-bootstrap intervals of B − A (same rows, same resamples).", "",
+             "Paired 95 % cluster-bootstrap intervals of B − A (same rows, same resamples). Each row is its own test: "
+             f"among {len(rows)} rows about {len(rows) / 20:.0f} may read better or worse by chance alone, so trust a "
+             "difference that holds across outputs and sets, not a single row.", "",
              "| set | output | metric | A | B | B − A | 95 % interval | verdict |", "|---|---|---|---|---|---|---|---|"]
 
     def num(v: float | None, sign: str = "") -> str:
