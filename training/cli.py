@@ -329,14 +329,16 @@ def compare(
     ] = None,
     runtime: Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")] = "auto",
     no_stc3: Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")] = False,
-    resamples: ResamplesOpt = DEFAULT_RESAMPLES,
+    resamples: Annotated[
+        int, typer.Option("--resamples", help="Bootstrap resamples behind the paired intervals (at least 1).")
+    ] = DEFAULT_RESAMPLES,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
 ) -> None:
     """Is B better than A? F1 and AUC of both on the same held-out sets, B − A with a paired 95 % interval.
 
-    Both models score the same rows and are resampled together (whole calls or patterns), so a difference whose
-    interval excludes 0 holds on other samples like these; "no clear difference" means another sample of calls
-    could reverse it. F1 is at each model's own thresholds.
+    Both models score the same rows and are resampled together (whole calls or patterns). A difference whose
+    interval excludes 0 is unlikely to be an accident of this sample (about one row in twenty reads so by chance);
+    "no clear difference" means another sample of calls could reverse it. F1 is at each model's own thresholds.
     """
     from models.classifier import RUNTIMES, load_classifier
     from training.evaluate import compare as run_compare
