@@ -110,8 +110,7 @@ def main() -> None:
     model_clf = load_classifier(args.model)
     res_model = evaluate(model_clf, args.data, None)
     # Paired differences (same rows, same resamples) for every F1 and AUC of a whole output.
-    paired = {(r["set"], f"{'dissatisfied' if r['output'] == 'stc3_dissatisfied' else r['output']}_{r['metric']}"): r
-              for r in compare(baseline, model_clf, args.data)}
+    paired = {(r["set"], f"{r['output']}_{r['metric']}"): r for r in compare(baseline, model_clf, args.data)}
     print(f"\n| set / metric | tfidf-lr (95 % interval) | {model_clf.name} (95 % interval) | difference "
           "(paired 95 % interval) |\n|---|---|---|---|")
     for s, k in keys:

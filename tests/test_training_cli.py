@@ -39,7 +39,7 @@ def test_data_fit_eval_with_the_baseline(cli, tmp_path: Path, monkeypatch: pytes
     assert r.code == 0, r.err
     assert "| synthetic_test | taboo | f1 |" in r.out and "no clear difference" in r.out and "B better" not in r.out
     r = cli("train", "compare", str(model), str(tmp_path), "--data", str(data))
-    assert r.code == 2 and "not a kefu classifier folder" in r.err
+    assert r.code == 2 and "not a kefu classifier directory" in r.err
     r = cli("train", "eval", "--model", str(model), "--data", str(data), "--resamples", "-1")
     assert r.code == 2 and "--resamples must be at least 0, got -1" in r.err
 

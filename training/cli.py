@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -13,6 +13,9 @@ from kefu.io import InputError
 from kefu.progress import state
 from kefu.settings import get_settings
 from training.bootstrap import DEFAULT_RESAMPLES
+
+if TYPE_CHECKING:
+    from models.classifier_base import CallClassifier
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,11 @@ DataOpt = Annotated[
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", "-m", help="Model folder [default: $KEFU_HOME/models/classifier].")
 ]
+GoldOpt = Annotated[
+    Path | None, typer.Option("--gold", help="Gold calls JSONL [default: training/data/gold_calls.jsonl].")
+]
+RuntimeOpt = Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")]
+NoStc3Opt = Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")]
 ResamplesOpt = Annotated[
     int, typer.Option("--resamples", help="Bootstrap resamples behind the 95 % intervals (0: no intervals).")
 ]
@@ -271,12 +279,9 @@ def evaluate_cmd(
     model: ModelOpt = None,
     data_dir: DataOpt = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Report folder [default: MODEL/eval].")] = None,
-    gold: Annotated[
-        Path | None,
-        typer.Option("--gold", help="Gold calls JSONL [default: training/data/gold_calls.jsonl]."),
-    ] = None,
-    runtime: Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")] = "auto",
-    no_stc3: Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")] = False,
+    gold: GoldOpt = None,
+    runtime: RuntimeOpt = "auto",
+    no_stc3: NoStc3Opt = False,
     update_card: Annotated[
         bool,
         typer.Option("--update-card/--no-update-card", help="Write the numbers into the model card."),
@@ -293,14 +298,11 @@ def evaluate_cmd(
     F1 and AUC come with 95 % intervals from a cluster bootstrap: whole calls (hand-written sets, STC-3
     dialogues) or whole patterns (generated turns) are resampled, since turns of one call are not independent.
     """
-    from models.classifier import RUNTIMES, load_classifier
     from training.evaluate import evaluate, headline
 
-    if runtime not in RUNTIMES:
-        raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
     _check_resamples(resamples, 0)
     model = model or default_model_dir()
-    clf = load_classifier(model, runtime=runtime)  # type: ignore[arg-type]
+    clf = _load(model, runtime)
     out = out or model / "eval"
     results = evaluate(clf, data_dir or default_data_dir(), out, gold=gold, stc3=not no_stc3, resamples=resamples)
     if update_card:
@@ -323,12 +325,9 @@ def compare(
     model_a: Annotated[Path, typer.Argument(help="Model A, the reference (e.g. the one in service).")],
     model_b: Annotated[Path, typer.Argument(help="Model B, the candidate (e.g. a retrain with QA verdicts).")],
     data_dir: DataOpt = None,
-    gold: Annotated[
-        Path | None,
-        typer.Option("--gold", help="Gold calls JSONL [default: training/data/gold_calls.jsonl]."),
-    ] = None,
-    runtime: Annotated[str, typer.Option("--runtime", help="auto (onnx when exported), onnx or torch.")] = "auto",
-    no_stc3: Annotated[bool, typer.Option("--no-stc3", help="Skip the STC-3 test split.")] = False,
+    gold: GoldOpt = None,
+    runtime: RuntimeOpt = "auto",
+    no_stc3: NoStc3Opt = False,
     resamples: Annotated[
         int, typer.Option("--resamples", help="Bootstrap resamples behind the paired intervals (at least 1).")
     ] = DEFAULT_RESAMPLES,
@@ -340,24 +339,26 @@ def compare(
     interval excludes 0 is unlikely to be an accident of this sample (about one row in twenty reads so by chance);
     "no clear difference" means another sample of calls could reverse it. F1 is at each model's own thresholds.
     """
-    from models.classifier import RUNTIMES, load_classifier
     from training.evaluate import compare as run_compare
     from training.evaluate import comparison_markdown
 
-    if runtime not in RUNTIMES:
-        raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
     _check_resamples(resamples, 1)
-    for p in (model_a, model_b):
-        if not (p / "kefu_classifier.json").exists():
-            raise InputError(f"{p}: not a kefu classifier folder (no kefu_classifier.json)")
-    clf_a = load_classifier(model_a, runtime=runtime)  # type: ignore[arg-type]
-    clf_b = load_classifier(model_b, runtime=runtime)  # type: ignore[arg-type]
+    clf_a, clf_b = _load(model_a, runtime), _load(model_b, runtime)
     rows = run_compare(clf_a, clf_b, data_dir or default_data_dir(), gold=gold, stc3=not no_stc3,
                        resamples=resamples)
     if not rows:
         raise InputError("no evaluation set was found: generate one with kefu train data, or pass --gold")
     typer.echo(json.dumps(rows, ensure_ascii=False, indent=1) if as_json
                else comparison_markdown(rows, str(model_a), str(model_b)))
+
+
+def _load(model: Path, runtime: str) -> CallClassifier:
+    """A saved classifier through the --runtime the user named (checked here, so the error names the option)."""
+    from models.classifier import RUNTIMES, load_classifier
+
+    if runtime not in RUNTIMES:
+        raise InputError(f"--runtime must be one of {RUNTIMES}, got {runtime!r}")
+    return load_classifier(model, runtime=runtime)  # type: ignore[arg-type]
 
 
 def _check_resamples(value: int, minimum: int) -> None:

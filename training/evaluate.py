@@ -245,7 +245,7 @@ def evaluate_stc3(clf: CallClassifier, curves: dict[str, Any], path: Path | None
     y = [int(r["labels"]["dissatisfied"]) for r in rows]
     p = [s.complaint_risk for s in scores]
     ids = [f"dialogue:{r.get('call_id', i)}#{i}" for i, r in enumerate(rows)]
-    curves["stc3_dissatisfied"] = (y, p, ids)
+    curves["dissatisfied"] = (y, p, ids)
     out = {"dialogues": len(rows), "dissatisfied_auc": auc(y, p), "dissatisfied_ap": average_precision(y, p),
            "dissatisfied_ece": ece(y, p)}
     add_intervals(out, "dissatisfied", y, p, ids, resamples, ("auc",))
@@ -413,7 +413,7 @@ def compare(clf_a: CallClassifier, clf_b: CallClassifier, data_dir: Path, gold: 
             if list(y_b) != list(y):
                 raise ValueError(f"{set_name}/{output}: the two models were scored on different rows")
             boot = ClusterBootstrap(clusters, resamples)
-            for metric in ("auc",) if output == "stc3_dissatisfied" else ("f1", "auc"):
+            for metric in ("auc",) if output == "dissatisfied" else ("f1", "auc"):  # as evaluate_stc3 reports
                 a, b = point_metric(metric, y, p_a), point_metric(metric, y, p_b)
                 ci = boot.difference(metric, y, p_a, p_b)
                 verdict = ("B better" if ci and ci[0] > 0 else "A better" if ci and ci[1] < 0
